@@ -1,0 +1,34 @@
+/*
+ * ACPI table builder: RSDP, XSDT, FADT (hardware-reduced), MADT, DSDT.
+ * Pure code on a caller-provided buffer; no KVM calls, no threads.
+ */
+#ifndef CORE_ACPI_H
+#define CORE_ACPI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct acpi_params {
+	unsigned n_cpus;		/* local APIC ids 0 .. n_cpus-1 */
+	uint32_t lapic_addr;		/* 0xfee00000 */
+	uint32_t ioapic_addr;		/* 0xfec00000 */
+	uint8_t ioapic_id;
+	uint16_t sleep_port;		/* sleep control and status register (PIO, 8 bit) */
+	uint16_t reset_port;		/* reset register (PIO, 8 bit) */
+	uint8_t reset_value;		/* written to reset_port to reset */
+};
+
+/* Value of SLP_TYP that the DSDT's \_S5 object gives for soft-off: the
+ * guest writes (ACPI_S5_SLP_TYP << 2) | ACPI_SLP_EN to sleep_port. */
+#define ACPI_S5_SLP_TYP 5
+#define ACPI_SLP_EN 0x20
+
+/*
+ * Writes the tables into buf (size bytes), which the guest sees at guest
+ * physical address gpa. The RSDP is at the start of buf (gpa must be
+ * 16-byte aligned). Returns the number of bytes used, -EINVAL for bad
+ * params (0 CPUs, more than 254), or -ENOSPC if buf is too small.
+ */
+int acpi_build(void *buf, size_t size, uint64_t gpa, const struct acpi_params *p);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * VM configuration: the flat TOML-like file format parsed into a plain
+ * struct. Pure code, no KVM calls, no threads; see docs/config.md.
+ */
+#ifndef CORE_CONFIG_H
+#define CORE_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_IOTHREADS 64
+#define CONFIG_MAX_CPUS 256
+#define CONFIG_MAX_VCPUS 254
+#define CONFIG_NAME_MAX 64
+#define CONFIG_CMDLINE_MAX 2048
+
+enum serial_output {
+	SERIAL_OUT_STDIO,
+	SERIAL_OUT_FILE,
+	SERIAL_OUT_NONE,
+};
+
+struct iothread_config {
+	char name[CONFIG_NAME_MAX];
+	unsigned n_cpus;		/* 0: no affinity */
+	unsigned cpus[CONFIG_MAX_CPUS];
+	uint64_t poll_max_ns;		/* 0: no busy-polling */
+};
+
+struct vm_config {
+	char path[PATH_MAX];		/* the config file, for messages */
+	uint64_t memory;		/* bytes */
+	unsigned vcpus;
+	char kernel[PATH_MAX];		/* resolved against the config's folder */
+	char initrd[PATH_MAX];		/* "" when absent */
+	char cmdline[CONFIG_CMDLINE_MAX];
+	enum serial_output serial_output;
+	char serial_path[PATH_MAX];	/* SERIAL_OUT_FILE only, resolved */
+	unsigned n_iothreads;
+	struct iothread_config iothreads[CONFIG_MAX_IOTHREADS];
+};
+
+/*
+ * Parses text (len bytes, need not be NUL-terminated) named `name` in
+ * messages; relative paths are resolved against the folder of `name`.
+ * host_ram is the upper bound for [vm] memory (bytes). Returns 0, or
+ * -EINVAL with a one-line message in err: "FILE:LINE: KEY: expected X, found Y".
+ */
+int config_parse(const char *name, const char *text, size_t len, uint64_t host_ram,
+		 struct vm_config *cfg, char *err, size_t errlen);
+
+/* Reads and parses the file at path (host RAM from sysconf). Returns 0, or
+ * -errno / -EINVAL with the message in err. */
+int config_load(const char *path, struct vm_config *cfg, char *err, size_t errlen);
+
+#endif
