@@ -23,8 +23,10 @@
 /* Read a published pointer inside a read section. */
 #define rcu_dereference(p) atomic_load_explicit(&(p), memory_order_acquire)
 
+/* Embed in the object to reclaim. Both fields belong to rcu.c once the head
+ * is passed to call_rcu; next is atomic because the queue is wait-free. */
 struct rcu_head {
-	struct rcu_head *next;
+	_Atomic(struct rcu_head *) next;
 	void (*func)(struct rcu_head *head);
 };
 
@@ -43,7 +45,10 @@ void synchronize_rcu(void);
 
 /* Queues func(head) to run on the reclaim thread after a grace period.
  * Wait-free for the caller; callable from any thread, including inside a
- * read section. The reclaim thread starts on first use. */
+ * read section. The reclaim thread starts on first use (that one call may
+ * block while it is created). Callbacks run one at a time, in the order
+ * their call_rcu calls were made; they may use rcu_read_lock and call_rcu,
+ * but not rcu_barrier. */
 void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head));
 
 /* Waits until every callback queued before the call has run. Used at
