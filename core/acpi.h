@@ -23,11 +23,25 @@ struct acpi_params {
 #define ACPI_S5_SLP_TYP 5
 #define ACPI_SLP_EN 0x20
 
+/* Most CPUs the MADT can describe with xAPIC entries: APIC id and
+ * processor UID 0xff mean "all processors". */
+#define ACPI_MAX_CPUS 254
+
 /*
  * Writes the tables into buf (size bytes), which the guest sees at guest
  * physical address gpa. The RSDP is at the start of buf (gpa must be
  * 16-byte aligned). Returns the number of bytes used, -EINVAL for bad
  * params (0 CPUs, more than 254), or -ENOSPC if buf is too small.
+ * An unaligned gpa or a NULL buf or p is -EINVAL too. Nothing is written
+ * on error, and nothing past the returned length.
+ *
+ * The tables describe hardware-reduced ACPI. sleep_port is both the sleep
+ * control and the sleep status register: to power off, Linux first writes
+ * WAK_STS (0x80) there, then (ACPI_S5_SLP_TYP << 2) | ACPI_SLP_EN, so the
+ * device must act only on writes with ACPI_SLP_EN set. A reset_port of 0
+ * leaves RESET_REG out. The MADT routes ISA IRQ0 to GSI 2: the VMM's GSI
+ * routing must send the PIT (KVM GSI 0) to I/O APIC pin 2, which is not
+ * KVM's default routing.
  */
 int acpi_build(void *buf, size_t size, uint64_t gpa, const struct acpi_params *p);
 
