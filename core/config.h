@@ -15,6 +15,8 @@
 #define CONFIG_MAX_VCPUS 254
 #define CONFIG_NAME_MAX 64
 #define CONFIG_CMDLINE_MAX 2048
+#define CONFIG_LINE_MAX 8192		/* a line holds fewer bytes, "\r\n" aside */
+#define CONFIG_FILE_MAX (1 << 20)	/* bytes config_load() reads at most */
 
 enum serial_output {
 	SERIAL_OUT_STDIO,
@@ -47,6 +49,8 @@ struct vm_config {
  * messages; relative paths are resolved against the folder of `name`.
  * host_ram is the upper bound for [vm] memory (bytes). Returns 0, or
  * -EINVAL with a one-line message in err: "FILE:LINE: KEY: expected X, found Y".
+ * host_ram 0 means unknown: no upper bound. name must not be NULL; err may
+ * be NULL when errlen is 0. On error cfg is left partly filled.
  */
 int config_parse(const char *name, const char *text, size_t len, uint64_t host_ram,
 		 struct vm_config *cfg, char *err, size_t errlen);
