@@ -614,7 +614,7 @@ static void test_stop(void)
 
 /* ---- busy-polling ping-pong between two loops ---- */
 
-#define ROUNDS 20000
+#define ROUNDS 5000
 
 struct player {
 	struct loop_bh bh;
