@@ -9,6 +9,7 @@
  */
 #include "rcu/rcu.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +53,15 @@ static void sleep_ns(uint64_t ns)
 
 	while (nanosleep(&ts, &ts) != 0)
 		;
+}
+
+static void cpu_pause(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
 }
 
 static void wait_flag(_Atomic int *flag)
@@ -266,10 +276,13 @@ static void test_idle_reader(void)
 /* ---- 3. stress: readers never see a reclaimed object ---- */
 
 #define STRESS_READERS 4
-#define STRESS_MAX_UPDATES 20000
-#define STRESS_NS (1000 * MS)
-#define NEG_RING 64
-#define NEG_NS (3000 * MS)
+/* The writer runs for STRESS_NS, and past it until it has made
+ * STRESS_MIN_UPDATES, so an overloaded host slows the test instead of
+ * failing it. */
+#define STRESS_MIN_UPDATES 400
+#define STRESS_NS (700 * MS)
+#define NEG_RING 4096
+#define NEG_NS (5000 * MS)
 
 struct stress {
 	bool broken; /* negative self-check: poison without a grace period */
@@ -302,8 +315,8 @@ static void stress_read_once(struct stress *st, unsigned long *last_gen)
 	rcu_read_lock();
 	o = rcu_dereference(st->ptr);
 	gen = atomic_load_explicit(&o->gen, memory_order_relaxed);
-	for (i = 0; i < 64; i++)
-		atomic_signal_fence(memory_order_seq_cst);
+	for (i = 0; i < 32; i++)
+		cpu_pause();
 	if (!obj_ok(o) || gen == OBJ_POISON) {
 		atomic_fetch_add(&st->bad, 1);
 	} else if (!st->broken) {
@@ -325,7 +338,10 @@ static void *stress_reader(void *arg)
 	atomic_fetch_add(&st->ready, 1);
 	while (!atomic_load_explicit(&st->stop, memory_order_relaxed)) {
 		stress_read_once(st, &last_gen);
-		n++;
+		/* Leave the CPU now and then, as real readers do, so the
+		 * writer and reclaim thread run even on an overloaded host. */
+		if (++n % 256 == 0)
+			sched_yield();
 	}
 	atomic_fetch_add(&st->reads, n);
 	rcu_unregister_thread();
@@ -340,7 +356,7 @@ static unsigned long stress_write(struct stress *st)
 	struct obj *old;
 	unsigned long i;
 
-	for (i = 2; i <= STRESS_MAX_UPDATES && clock_ns() < deadline; i++) {
+	for (i = 2; i <= STRESS_MIN_UPDATES || clock_ns() < deadline; i++) {
 		old = atomic_load_explicit(&st->ptr, memory_order_relaxed);
 		rcu_assign_pointer(st->ptr, obj_new(i));
 		if (i % 8 == 0) {
@@ -411,7 +427,6 @@ static void test_stress(void)
 	       (unsigned long)((clock_ns() - t0) / MS));
 	CHECK(atomic_load(&st->bad) == 0);
 	CHECK(atomic_load(&st->backwards) == 0);
-	CHECK(updates >= 100);
 	CHECK(atomic_load(&st->reads) > 0);
 	/* Readers overlapped the writer, so the test exercised something. */
 	CHECK(atomic_load(&st->gens_seen) > STRESS_READERS);
@@ -426,12 +441,13 @@ static void test_stress_detects_missing_grace_period(void)
 {
 	struct stress *st = calloc(1, sizeof(*st));
 	unsigned long updates;
+	uint64_t t0 = clock_ns();
 
 	CHECK(st);
 	st->broken = true;
 	updates = stress_run(st);
-	printf("negative self-check: %lu poisoned reads in %lu updates\n",
-	       atomic_load(&st->bad), updates);
+	printf("negative self-check: %lu poisoned reads in %lu updates, %lu ms\n",
+	       atomic_load(&st->bad), updates, (unsigned long)((clock_ns() - t0) / MS));
 	CHECK(atomic_load(&st->bad) > 0);
 	free(st);
 	printf("negative self-check: ok\n");
@@ -448,7 +464,8 @@ struct cb_item {
 };
 
 /* Written only by callbacks (the reclaim thread); read by main after
- * rcu_barrier, which orders them. */
+ * rcu_barrier, which orders them. cb_errors counts callbacks run out of
+ * order or reading a bad object. */
 static int cb_ran[CB_PRODUCERS][CB_PER_PRODUCER];
 static int cb_next[CB_PRODUCERS];
 static int cb_errors;
