@@ -230,8 +230,8 @@ static void test_grace_period(bool nested)
 	t0 = clock_ns();
 	synchronize_rcu();
 	waited = clock_ns() - t0;
+	/* The reader sets left just before its unlock. */
 	CHECK(atomic_load(&t.left));
-	CHECK(waited >= 20 * MS);
 	pthread_join(tid, NULL);
 	printf("grace period%s: ok (waited %llu ms)\n", nested ? " (nested reader)" : "",
 	       (unsigned long long)(waited / MS));
