@@ -18,6 +18,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
@@ -280,8 +281,12 @@ static void loop_fd_del_internal(struct loop *l, struct loop_fd *w)
 
 int loop_fd_add(struct loop *l, struct loop_fd *w)
 {
-	int ret = loop_fd_add_internal(l, w);
+	int ret;
 
+	/* The backend would only report a bad fd later, as POLLERR. */
+	if (fcntl(w->fd, F_GETFD) < 0)
+		return -errno;
+	ret = loop_fd_add_internal(l, w);
 	if (ret == 0)
 		l->n_watches++;
 	return ret;

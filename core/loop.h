@@ -106,8 +106,9 @@ void loop_fd_init(struct loop_fd *w, int fd, uint32_t events,
 
 /*
  * Starts watching w->fd. Owner thread. w must not already be added and stays
- * owned by the loop until loop_fd_del. Returns 0 or -errno (-EAGAIN when the
- * kernel refuses more requests right now).
+ * owned by the loop until loop_fd_del. Returns 0 or -errno (-EBADF for a bad
+ * fd, -EAGAIN when the kernel refuses more requests right now). Should the
+ * kernel later give up on the watch, cb gets POLLERR once and no more events.
  */
 int loop_fd_add(struct loop *l, struct loop_fd *w);
 
