@@ -58,8 +58,21 @@ static bool iothread_cpu_online(unsigned cpu)
 	return false;
 }
 
+/* "0,2,5": cfg's CPUs for messages, truncated to len. */
+static const char *iothread_cpu_list(const struct iothread_config *cfg, char *buf, size_t len)
+{
+	size_t n = 0;
+	unsigned i;
+
+	buf[0] = 0;
+	for (i = 0; i < cfg->n_cpus && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%u", i ? "," : "", cfg->cpus[i]);
+	return buf;
+}
+
 static int iothread_set_affinity(const struct iothread_config *cfg)
 {
+	char list[128];
 	cpu_set_t set;
 	unsigned i;
 
@@ -72,8 +85,9 @@ static int iothread_set_affinity(const struct iothread_config *cfg)
 		CPU_SET(cfg->cpus[i], &set);
 	}
 	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-		log_msg("iothread %s: cannot run on CPUs %u..: sched_setaffinity: %s",
-			cfg->name, cfg->cpus[0], strerror(errno));
+		log_msg("iothread %s: sched_setaffinity to CPUs %s: %s (outside this "
+			"process's cpuset?)", cfg->name, iothread_cpu_list(cfg, list, sizeof(list)),
+			strerror(errno));
 		return -EINVAL;
 	}
 	return 0;
@@ -114,13 +128,18 @@ static void *iothread_main(void *arg)
 	return NULL;
 }
 
-/* Creates the thread with every signal blocked; it inherits the mask. */
+/* Creates the thread with every asynchronous signal blocked (it inherits the
+ * mask); faults stay deliverable so crashes still report as usual. */
 static int iothread_create(struct iothread *t)
 {
+	static const int faults[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS };
 	sigset_t all, old;
+	unsigned i;
 	int ret;
 
 	sigfillset(&all);
+	for (i = 0; i < ARRAY_SIZE(faults); i++)
+		sigdelset(&all, faults[i]);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ret = -pthread_create(&t->thread, NULL, iothread_main, t);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -14,11 +14,12 @@ struct iothread;
 /*
  * Starts a thread named cfg->name (truncated to 15 characters), pinned to
  * cfg->cpus when cfg->n_cpus > 0, registered with RCU, with every signal
- * blocked (signals belong to the main loop's signalfd), running a loop with
- * cfg->poll_max_ns. Returns once the loop accepts work: a BH scheduled right
- * after the call runs. Any thread. Returns 0 and *out, or -errno: -EINVAL
- * when a CPU is not online or the affinity cannot be set (logged with the
- * CPU), or loop_new's error (see loop_unavailable_reason).
+ * but the fault ones blocked (signals belong to the main loop's signalfd),
+ * running a loop with cfg->poll_max_ns. Returns once the loop accepts
+ * work: a BH scheduled right after the call runs. Any thread; cfg need only
+ * live until the call returns. Returns 0 and *out, or -errno: -EINVAL when
+ * a CPU is not online or the affinity cannot be set (logged with the CPUs),
+ * or loop_new's error (see loop_unavailable_reason).
  */
 int iothread_start(const struct iothread_config *cfg, struct iothread **out);
 
