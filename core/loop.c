@@ -434,7 +434,7 @@ static uint64_t loop_wake_time(struct loop *l, uint64_t now)
 
 	if (loop_has_urgent_work(l))
 		return 0;
-	if (l->deferred_head && t - now > LOOP_DEFERRED_RETRY_NS)
+	if (l->deferred_head && t > now + LOOP_DEFERRED_RETRY_NS)
 		t = now + LOOP_DEFERRED_RETRY_NS;
 	return t;
 }

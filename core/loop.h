@@ -8,8 +8,9 @@
  * "Wait for completion" is a state machine driven by callbacks, or a teardown
  * loop of loop_run_once outside any callback.
  *
- * Only loop_bh_schedule, loop_stop and loop_in_owner may be called from any
- * thread. Everything else is owner-only and asserts it.
+ * Only loop_bh_schedule, loop_stop, loop_in_owner, loop_unavailable_reason
+ * and the *_init helpers may be called from any thread. Everything else is
+ * owner-only and asserts it.
  *
  * Nothing on the hot path allocates: watches, timers, BHs and I/O requests are
  * embedded by the caller in its own object (recovered with container_of) and
