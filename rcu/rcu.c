@@ -37,6 +37,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/mutex.h"
 #include "core/thread_annot.h"
 #include "core/util.h"
 
@@ -45,38 +46,6 @@
 #define RCU_GP_SPINS 100
 
 static_assert(sizeof(unsigned long) >= 8, "rcu_gp_ctr must not wrap");
-
-/* A pthread mutex that clang's -Wthread-safety can follow. */
-struct CAPABILITY("mutex") rcu_mutex {
-	pthread_mutex_t m;
-};
-
-#define RCU_MUTEX_INIT { PTHREAD_MUTEX_INITIALIZER }
-
-static void rcu_mutex_lock(struct rcu_mutex *mu) ACQUIRE(mu) NO_THREAD_SAFETY_ANALYSIS
-{
-	int err = pthread_mutex_lock(&mu->m);
-
-	assert(err == 0);
-	(void)err;
-}
-
-static void rcu_mutex_unlock(struct rcu_mutex *mu) RELEASE(mu) NO_THREAD_SAFETY_ANALYSIS
-{
-	int err = pthread_mutex_unlock(&mu->m);
-
-	assert(err == 0);
-	(void)err;
-}
-
-static void rcu_cond_wait(pthread_cond_t *cond, struct rcu_mutex *mu) REQUIRES(mu)
-	NO_THREAD_SAFETY_ANALYSIS
-{
-	int err = pthread_cond_wait(cond, &mu->m);
-
-	assert(err == 0);
-	(void)err;
-}
 
 /* EAGAIN (the word no longer holds val) and EINTR both just mean: look
  * again, which every caller does in a loop. */
@@ -99,8 +68,8 @@ static inline void rcu_cpu_relax(void)
 
 /* ---- Readers and grace periods ---- */
 
-static struct rcu_mutex rcu_gp_lock = RCU_MUTEX_INIT;
-static struct rcu_mutex rcu_registry_lock = RCU_MUTEX_INIT;
+static struct mutex rcu_gp_lock = MUTEX_INIT;
+static struct mutex rcu_registry_lock = MUTEX_INIT;
 
 struct rcu_reader {
 	/* 0 outside any read section, else the period read on entry. Stored
@@ -145,9 +114,9 @@ static void rcu_list_del(struct rcu_reader *r) REQUIRES(rcu_registry_lock)
 void rcu_register_thread(void)
 {
 	assert(!rcu_reader.registered && "rcu_register_thread called twice");
-	rcu_mutex_lock(&rcu_registry_lock);
+	mutex_lock(&rcu_registry_lock);
 	rcu_list_add(&rcu_registry, &rcu_reader);
-	rcu_mutex_unlock(&rcu_registry_lock);
+	mutex_unlock(&rcu_registry_lock);
 	rcu_reader.registered = true;
 }
 
@@ -155,9 +124,9 @@ void rcu_unregister_thread(void)
 {
 	assert(rcu_reader.registered && "rcu_unregister_thread without register");
 	assert(rcu_reader.depth == 0 && "rcu_unregister_thread inside a read section");
-	rcu_mutex_lock(&rcu_registry_lock);
+	mutex_lock(&rcu_registry_lock);
 	rcu_list_del(&rcu_reader);
-	rcu_mutex_unlock(&rcu_registry_lock);
+	mutex_unlock(&rcu_registry_lock);
 	rcu_reader.registered = false;
 }
 
@@ -243,9 +212,9 @@ static void rcu_gp_sleep(struct rcu_reader **done, unsigned long gp) REQUIRES(rc
 	atomic_thread_fence(memory_order_seq_cst);
 	if (rcu_scan(done, gp))
 		return;
-	rcu_mutex_unlock(&rcu_registry_lock);
+	mutex_unlock(&rcu_registry_lock);
 	rcu_futex_wait(&rcu_gp_futex, -1);
-	rcu_mutex_lock(&rcu_registry_lock);
+	mutex_lock(&rcu_registry_lock);
 }
 
 static void rcu_wait_readers(unsigned long gp) REQUIRES(rcu_registry_lock)
@@ -271,8 +240,8 @@ void synchronize_rcu(void)
 	unsigned long gp;
 
 	assert(rcu_reader.depth == 0 && "synchronize_rcu inside a read section");
-	rcu_mutex_lock(&rcu_gp_lock);
-	rcu_mutex_lock(&rcu_registry_lock);
+	mutex_lock(&rcu_gp_lock);
+	mutex_lock(&rcu_registry_lock);
 	/* seq_cst: pairs with the fence in rcu_read_lock (store buffering):
 	 * the caller's removal is ordered before our loads of each ctr, so a
 	 * reader whose ctr store we miss sees the removal. As a release fence
@@ -282,8 +251,8 @@ void synchronize_rcu(void)
 	gp = atomic_load_explicit(&rcu_gp_ctr, memory_order_relaxed) + 1;
 	atomic_store_explicit(&rcu_gp_ctr, gp, memory_order_relaxed);
 	rcu_wait_readers(gp);
-	rcu_mutex_unlock(&rcu_registry_lock);
-	rcu_mutex_unlock(&rcu_gp_lock);
+	mutex_unlock(&rcu_registry_lock);
+	mutex_unlock(&rcu_gp_lock);
 }
 
 /* ---- call_rcu: a wait-free multi-producer, single-consumer queue ----
@@ -420,7 +389,7 @@ void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head))
 
 /* ---- rcu_barrier ---- */
 
-static struct rcu_mutex rcu_barrier_lock = RCU_MUTEX_INIT;
+static struct mutex rcu_barrier_lock = MUTEX_INIT;
 static pthread_cond_t rcu_barrier_cond = PTHREAD_COND_INITIALIZER;
 
 /* Lives on the rcu_barrier caller's stack until done is seen true. */
@@ -435,10 +404,10 @@ static void rcu_barrier_cb(struct rcu_head *head)
 {
 	struct rcu_barrier_req *req = container_of(head, struct rcu_barrier_req, head);
 
-	rcu_mutex_lock(&rcu_barrier_lock);
+	mutex_lock(&rcu_barrier_lock);
 	req->done = true;
 	pthread_cond_broadcast(&rcu_barrier_cond);
-	rcu_mutex_unlock(&rcu_barrier_lock);
+	mutex_unlock(&rcu_barrier_lock);
 }
 
 void rcu_barrier(void)
@@ -448,8 +417,8 @@ void rcu_barrier(void)
 	assert(rcu_reader.depth == 0 && "rcu_barrier inside a read section");
 	assert(!rcu_on_reclaim_thread && "rcu_barrier from an RCU callback");
 	call_rcu(&req.head, rcu_barrier_cb);
-	rcu_mutex_lock(&rcu_barrier_lock);
+	mutex_lock(&rcu_barrier_lock);
 	while (!req.done)
-		rcu_cond_wait(&rcu_barrier_cond, &rcu_barrier_lock);
-	rcu_mutex_unlock(&rcu_barrier_lock);
+		mutex_cond_wait(&rcu_barrier_cond, &rcu_barrier_lock);
+	mutex_unlock(&rcu_barrier_lock);
 }
