@@ -1,0 +1,55 @@
+/*
+ * Guest physical memory: RAM regions backed by anonymous host mappings.
+ *
+ * The region list is an immutable snapshot published with RCU, so device
+ * threads translate guest addresses without locks (mem_translate). It is
+ * published once at setup; memory hot-plug would publish a new snapshot and
+ * free the old one after a grace period. Guest RAM below
+ * 4 GiB stops at MEM_PCI_HOLE_START; the rest is placed above 4 GiB.
+ */
+#ifndef CORE_MEM_H
+#define CORE_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MEM_PCI_HOLE_START 0xC0000000ULL
+#define MEM_4G 0x100000000ULL
+
+struct mem_region {
+	uint64_t gpa;
+	uint64_t size;
+	uint8_t *hva;
+	unsigned slot;		/* KVM memory slot */
+};
+
+struct mem_snapshot;
+
+struct mem_map {
+	struct mem_snapshot *_Atomic snap;	/* RCU-published */
+};
+
+/* Splits `size` bytes of RAM around the PCI hole into regions, maps them and
+ * publishes the snapshot. Returns 0, -EINVAL or -ENOMEM. No KVM calls. */
+int mem_init(struct mem_map *m, uint64_t size);
+/* Unmaps everything; no reader may be running. */
+void mem_destroy(struct mem_map *m);
+
+/* Calls fn for each region of the current snapshot (setup code: KVM slot
+ * registration, e820). Stops at and returns the first non-zero result. */
+int mem_for_each(struct mem_map *m, int (*fn)(const struct mem_region *r, void *arg), void *arg);
+
+/* Host pointer for [gpa, gpa+len) if it lies inside one RAM region, else
+ * NULL. The pointer stays valid while the caller is in an RCU read section
+ * (and for RAM that is never unplugged, for the VM's lifetime). */
+void *mem_translate(struct mem_map *m, uint64_t gpa, uint64_t len);
+
+/* Copies in/out of guest RAM; -EFAULT if the range is not inside RAM. */
+int mem_write(struct mem_map *m, uint64_t gpa, const void *src, size_t len);
+int mem_read(struct mem_map *m, uint64_t gpa, void *dst, size_t len);
+
+/* End of RAM below 4 GiB, and total RAM size. */
+uint64_t mem_low_end(struct mem_map *m);
+
+#endif
