@@ -1,0 +1,26 @@
+/* e820 map builder (see e820.h). Pure code, any thread. */
+#include "core/e820.h"
+
+#include <errno.h>
+
+#include "core/mem.h"
+
+int e820_build(uint64_t low_end, uint64_t high_size, struct e820_entry *out, unsigned max)
+{
+	const struct e820_entry map[] = {
+		{ 0, E820_EBDA_START, E820_RAM },
+		{ E820_EBDA_START, 0xa0000 - E820_EBDA_START, E820_RESERVED },
+		{ E820_BIOS_START, E820_HIGH_START - E820_BIOS_START, E820_RESERVED },
+		{ E820_HIGH_START, low_end - E820_HIGH_START, E820_RAM },
+		{ MEM_4G, high_size, E820_RAM },
+	};
+	unsigned n = high_size ? 5 : 4;
+
+	if (low_end <= E820_HIGH_START)
+		return -EINVAL;
+	if (n > max)
+		return -ENOSPC;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = map[i];
+	return (int)n;
+}
