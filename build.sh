@@ -36,7 +36,7 @@ need_pkgs() {
 	fi
 }
 
-LIB_SRCS() { ls core/*.c dev/*.c block/*.c rcu/*.c 2>/dev/null; }
+LIB_SRCS() (shopt -s nullglob; printf '%s\n' core/*.c dev/*.c block/*.c rcu/*.c)
 WARN="-Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers"
 CFLAGS_COMMON="-std=gnu11 -g -D_GNU_SOURCE -pthread -I$ROOT $WARN"
 
