@@ -37,5 +37,5 @@ script=$(mktemp)
 trap 'rm -f "$script"' EXIT
 printf 'exec "$LAB_VMM" %q\n' "$rel" >"$script"
 echo "vmm: /dev/kvm here is PVM (no VT-x/SVM), which cannot boot stock Linux;" \
-	"booting $cfg inside the nested lab (QEMU TCG + KVM) instead (Ctrl-A x quits QEMU)" >&2
+	"booting $cfg inside the nested lab (QEMU TCG + KVM) instead (Ctrl-A x stops the VM; Ctrl-] x quits QEMU)" >&2
 kvm_run -i "${files[@]}" "$script"

@@ -15,7 +15,7 @@ lab_config() {
 	_initrd=${6:-$GI/demo-initrd.cpio.gz}
 	{
 		echo "[vm]"
-		echo "memory = \"$LAB_GUEST_MEMORY\""
+		echo "memory = $LAB_GUEST_MEMORY"
 		echo "vcpus = ${5:-2}"
 		echo "kernel = \"$2\""
 		[ "$_initrd" = none ] || echo "initrd = \"$_initrd\""
@@ -27,7 +27,7 @@ lab_config() {
 }
 
 # run_vmm NAME CONFIG [SECONDS]: runs the vmm on CONFIG (killed after
-# SECONDS, default 300) between the lines "LAB-RUN-BEGIN NAME" and
+# SECONDS, default 150) between the lines "LAB-RUN-BEGIN NAME" and
 # "LAB-RUN-END NAME status=N seconds=S"; returns the vmm's exit status.
 run_vmm() {
 	echo "LAB-RUN-BEGIN $1"
@@ -38,7 +38,7 @@ run_vmm() {
 	# unless told not to; busybox timeout has no such option and no need.
 	_fg=
 	timeout --help 2>&1 | grep -q -- --foreground && _fg=--foreground
-	timeout $_fg -s KILL "${3:-300}" "$VMM" "$2"
+	timeout $_fg -s KILL "${3:-150}" "$VMM" "$2"
 	_rc=$?
 	echo
 	echo "LAB-RUN-END $1 status=$_rc seconds=$(($(date +%s) - _t0))"

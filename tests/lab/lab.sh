@@ -117,9 +117,11 @@ lab_cpio() {
 # lab_qemu_argv TMP: sets LAB_ARGV to QEMU's arguments for L1.
 lab_qemu_argv() {
 	LAB_ARGV=(-accel tcg,thread=multi -cpu EPYC-Rome,+svm,+npt -m 2048 -smp 2
-		-nographic -no-reboot -net none
+		-nographic -echr 0x1d -no-reboot -net none
 		-kernel "$LAB_REPO/guest-images/out/vmlinuz" -initrd "$1/l1.cpio"
 		-append "console=ttyS0 panic=-1 quiet")
+	# -echr: QEMU's escape is Ctrl-] (Ctrl-] x quits), so that Ctrl-A
+	# reaches the vmm, whose Ctrl-A x stops the VM as it does outside the lab.
 	# qboot starts faster than SeaBIOS and does not clear the terminal.
 	[ -e /usr/share/qemu/qboot.rom ] && LAB_ARGV+=(-bios /usr/share/qemu/qboot.rom)
 	return 0

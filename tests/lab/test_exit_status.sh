@@ -13,7 +13,7 @@ cat >"$tmp/script" <<SCRIPT
 lab_config \$LAB_TMP/reboot.toml \$GI/vmlinuz "$cmdline lab.action=reboot"
 run_vmm reboot \$LAB_TMP/reboot.toml
 lab_config \$LAB_TMP/poweroff.toml \$GI/vmlinuz "$cmdline lab.action=poweroff"
-run_vmm poweroff \$LAB_TMP/poweroff.toml 180
+run_vmm poweroff \$LAB_TMP/poweroff.toml
 SCRIPT
 kvm_run "$tmp/script" | tee "$tmp/log"
 for action in reboot poweroff; do
