@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,23 @@ struct boot_plan {
 	unsigned n_e820;
 };
 
+/* Formats "FILE:LINE: vm.KEY: message" for the key's line (or [vm]'s). */
+static int __attribute__((format(printf, 6, 7)))
+boot_fail(char *err, size_t errlen, const struct vm_config *cfg, unsigned line,
+	  const char *key, const char *fmt, ...)
+{
+	size_t n = (size_t)snprintf(err, errlen, "%s:%u: vm.%s: ", cfg->path,
+				    line ? line : cfg->line.vm, key);
+	va_list ap;
+
+	if (n < errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - n, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
 static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
@@ -44,7 +62,7 @@ static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *er
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		ret = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		goto out;
 	}
 	*len = (size_t)st.st_size;
@@ -59,7 +77,7 @@ static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *er
 
 		if (n <= 0) {
 			ret = n < 0 ? -errno : -EIO;
-			snprintf(err, errlen, "%s: read failed", path);
+			snprintf(err, errlen, "cannot read %s", path);
 			free(*buf);
 			goto out;
 		}
@@ -71,7 +89,8 @@ out:
 	return ret;
 }
 
-static int boot_parse_kernel(struct boot_plan *p, const char *path, char *err, size_t errlen)
+static int boot_parse_kernel(struct boot_plan *p, const struct vm_config *cfg,
+			     char *err, size_t errlen)
 {
 	char why[160];
 	int ret;
@@ -87,21 +106,27 @@ static int boot_parse_kernel(struct boot_plan *p, const char *path, char *err, s
 			p->kernel_end = BOOT_KERNEL_ADDR + p->kernel_len;
 	}
 	if (ret)
-		snprintf(err, errlen, "%s: kernel: %s", path, why);
+		boot_fail(err, errlen, cfg, cfg->line.kernel, "kernel",
+			  "expected a bzImage or an ELF vmlinux with a PVH note, found %s: %s",
+			  cfg->kernel, why);
 	return ret;
 }
 
-static int boot_open_initrd(struct boot_plan *p, const char *path, char *err, size_t errlen)
+static int boot_open_initrd(struct boot_plan *p, const struct vm_config *cfg,
+			    char *err, size_t errlen)
 {
 	struct stat st;
 
 	p->initrd_fd = -1;
-	if (!path[0])
+	if (!cfg->initrd[0])
 		return 0;
-	p->initrd_fd = open(path, O_RDONLY | O_CLOEXEC);
+	p->initrd_fd = open(cfg->initrd, O_RDONLY | O_CLOEXEC);
 	if (p->initrd_fd < 0 || fstat(p->initrd_fd, &st) < 0) {
-		snprintf(err, errlen, "%s: initrd: %s", path, strerror(errno));
-		return -errno;
+		int ret = -errno;
+
+		boot_fail(err, errlen, cfg, cfg->line.initrd, "initrd", "cannot open %s: %s",
+			  cfg->initrd, strerror(errno));
+		return ret;
 	}
 	p->initrd_size = (uint64_t)st.st_size;
 	return 0;
@@ -122,13 +147,13 @@ static int boot_place(struct boot_plan *p, const struct vm_config *cfg, char *er
 		top = (uint64_t)p->bz.initrd_addr_max + 1;
 	p->initrd_addr = (top - p->initrd_size) & ~4095ULL;
 	if (need > top || p->initrd_addr < p->kernel_end) {
-		snprintf(err, errlen, "%s: [vm] memory: expected at least %lluM to hold the kernel "
+		return boot_fail(err, errlen, cfg, cfg->line.memory, "memory",
+			 "expected at least %lluM to hold the kernel "
 			 "(%lluM from its load address) and the initrd (%lluK), found %lluM",
-			 cfg->path, (unsigned long long)((need + MiB - 1) / MiB),
+			 (unsigned long long)((need + MiB - 1) / MiB),
 			 (unsigned long long)(p->kernel_end / MiB),
 			 (unsigned long long)(p->initrd_size / KiB),
 			 (unsigned long long)(cfg->memory / MiB));
-		return -EINVAL;
 	}
 	return 0;
 }
@@ -140,9 +165,8 @@ static int boot_check_cmdline(const struct boot_plan *p, const struct vm_config 
 
 	if (strlen(cfg->cmdline) <= max)
 		return 0;
-	snprintf(err, errlen, "%s: [vm] cmdline: expected at most %zu bytes for this kernel, found %zu",
-		 cfg->path, max, strlen(cfg->cmdline));
-	return -EINVAL;
+	return boot_fail(err, errlen, cfg, cfg->line.cmdline, "cmdline",
+			 "expected at most %zu bytes for this kernel, found %zu", max, strlen(cfg->cmdline));
 }
 
 static void boot_plan_free(struct boot_plan *p)
@@ -155,15 +179,16 @@ static void boot_plan_free(struct boot_plan *p)
 static int boot_plan(struct boot_plan *p, const struct vm_config *cfg, char *err, size_t errlen)
 {
 	uint64_t low = boot_low_end(cfg->memory);
+	char why[PATH_MAX + 64];
 	int ret;
 
 	*p = (struct boot_plan){ .initrd_fd = -1 };
-	ret = boot_read_file(cfg->kernel, &p->kernel, &p->kernel_len, err, errlen);
+	ret = boot_read_file(cfg->kernel, &p->kernel, &p->kernel_len, why, sizeof(why));
 	if (ret)
-		return ret;
-	ret = boot_parse_kernel(p, cfg->kernel, err, errlen);
+		return boot_fail(err, errlen, cfg, cfg->line.kernel, "kernel", "%s", why), ret;
+	ret = boot_parse_kernel(p, cfg, err, errlen);
 	if (!ret)
-		ret = boot_open_initrd(p, cfg->initrd, err, errlen);
+		ret = boot_open_initrd(p, cfg, err, errlen);
 	if (!ret)
 		ret = boot_check_cmdline(p, cfg, err, errlen);
 	if (!ret)

@@ -443,6 +443,7 @@ static int cfg_set_memory(struct cfg_parser *p, const struct cfg_value *v)
 		return cfgp_fail(p, "expected at most %s (the host's RAM), found %s",
 				 cfg_size_str(p->host_ram, lim, sizeof(lim)), cfg_src(v, &q));
 	p->cfg->memory = v->num;
+	p->cfg->line.memory = p->lineno;
 	p->memory_set = true;
 	return 0;
 }
@@ -459,11 +460,13 @@ static int cfg_set_vcpus(struct cfg_parser *p, const struct cfg_value *v)
 
 static int cfg_set_kernel(struct cfg_parser *p, const struct cfg_value *v)
 {
+	p->cfg->line.kernel = p->lineno;
 	return cfgp_path(p, v, p->cfg->kernel);
 }
 
 static int cfg_set_initrd(struct cfg_parser *p, const struct cfg_value *v)
 {
+	p->cfg->line.initrd = p->lineno;
 	return cfgp_path(p, v, p->cfg->initrd);
 }
 
@@ -473,6 +476,7 @@ static int cfg_set_cmdline(struct cfg_parser *p, const struct cfg_value *v)
 		return cfgp_fail(p, "expected at most %d bytes, found %zu bytes",
 				 CONFIG_CMDLINE_MAX - 1, v->len);
 	memcpy(p->cfg->cmdline, v->str, v->len + 1);
+	p->cfg->line.cmdline = p->lineno;
 	return 0;
 }
 
@@ -537,6 +541,7 @@ static int cfg_open_vm(struct cfg_parser *p, const char *name, size_t len)
 		return cfgp_fail(p, "expected each section once, found [vm] again (first on line %u)",
 				 p->vm_line);
 	p->vm_line = p->lineno;
+	p->cfg->line.vm = p->lineno;
 	return 0;
 }
 

@@ -31,8 +31,15 @@ struct iothread_config {
 	uint64_t poll_max_ns;		/* 0: no busy-polling */
 };
 
+/* Where [vm] and its keys were found, for messages about their values
+ * (0: not given; the key's default applies). */
+struct vm_config_lines {
+	unsigned vm, memory, kernel, initrd, cmdline;
+};
+
 struct vm_config {
 	char path[PATH_MAX];		/* the config file, for messages */
+	struct vm_config_lines line;
 	uint64_t memory;		/* bytes */
 	unsigned vcpus;
 	char kernel[PATH_MAX];		/* resolved against the config's folder */

@@ -203,6 +203,10 @@ static void test_defaults(void)
 	CHECK_U(c->serial_output, SERIAL_OUT_STDIO);
 	CHECK_S(c->serial_path, "");
 	CHECK_U(c->n_iothreads, 0);
+	CHECK_U(c->line.vm, 1);
+	CHECK_U(c->line.kernel, 2);
+	CHECK_U(c->line.memory, 0);
+	CHECK_U(c->line.initrd, 0);
 }
 
 /* Every key set, with comments, odd spacing, suffixes and escapes. */
@@ -236,6 +240,11 @@ static void test_full(void)
 	CHECK_S(c->cmdline, "console=ttyS0 a=\"b c\" \\ \t\n");
 	CHECK_U(c->serial_output, SERIAL_OUT_FILE);
 	CHECK_S(c->serial_path, "dir/logs/serial.log");
+	CHECK_U(c->line.vm, 3);
+	CHECK_U(c->line.memory, 4);
+	CHECK_U(c->line.kernel, 6);
+	CHECK_U(c->line.initrd, 7);
+	CHECK_U(c->line.cmdline, 8);
 	CHECK_U(c->n_iothreads, 3);
 	CHECK_S(c->iothreads[0].name, "io0");
 	CHECK_U(c->iothreads[0].n_cpus, 3);
