@@ -16,7 +16,7 @@ ROOT=$PWD
 
 BUILD_PKGS="gcc make musl-tools liburing-dev libfdt-dev file"
 CLANG_PKGS="clang libclang-rt-14-dev"
-TEST_PKGS="qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static cpio xz-utils zstd acpica-tools kmod"
+TEST_PKGS="qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static cpio lz4 xz-utils zstd binutils acpica-tools kmod"
 
 # Installs missing Debian packages when root, else prints the apt-get line.
 need_pkgs() {
@@ -84,7 +84,8 @@ build_musl() {
 	need_pkgs $BUILD_PKGS
 	build_variant build/musl musl-gcc "$CFLAGS_COMMON -O2 $(musl_includes)" \
 		"-static /usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/x86_64-linux-gnu/libfdt.a"
-	cp build/musl/vmm ./vmm
+	# The shipped binary is stripped; build/musl/vmm keeps the symbols.
+	strip -o vmm build/musl/vmm
 	file vmm | grep -q 'statically linked' || { echo "vmm is not statically linked" >&2; exit 1; }
 }
 
@@ -142,6 +143,7 @@ test)
 	build_tsan
 	check_tsa
 	build_fuzz
+	guest-images/build.sh
 	exec tests/run.sh
 	;;
 *) sed -n '2,13p' "$0"; exit 2 ;;
