@@ -74,6 +74,42 @@ static int vm_get_cpuid(struct vm *vm)
 	return vm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, vm->cpuid);
 }
 
+#define VM_IOAPIC_PINS 24
+#define VM_PIC_IRQS 16
+
+static struct kvm_irq_routing_entry vm_route(unsigned gsi, unsigned chip, unsigned pin)
+{
+	return (struct kvm_irq_routing_entry){
+		.gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+		.u.irqchip = { .irqchip = chip, .pin = pin },
+	};
+}
+
+/* KVM's default routing sends GSI 0 (the PIT) to IOAPIC pin 0; a PC wires
+ * it to pin 2, which is what the MADT's IRQ0 -> GSI 2 override tells the
+ * guest. Every other ISA IRQ keeps its PIC line and IOAPIC pin. */
+static int vm_set_irq_routing(struct vm *vm)
+{
+	struct kvm_irq_routing *r;
+	unsigned n = 0;
+	int ret;
+
+	r = calloc(1, sizeof(*r) + (VM_IOAPIC_PINS + VM_PIC_IRQS) * sizeof(r->entries[0]));
+	if (!r)
+		return -ENOMEM;
+	for (unsigned gsi = 0; gsi < VM_PIC_IRQS; gsi++)
+		if (gsi != 2)
+			r->entries[n++] = vm_route(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+								: KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+	for (unsigned gsi = 0; gsi < VM_IOAPIC_PINS; gsi++)
+		if (gsi != 2)
+			r->entries[n++] = vm_route(gsi, KVM_IRQCHIP_IOAPIC, gsi ? gsi : 2);
+	r->nr = n;
+	ret = vm_ioctl(vm->fd, KVM_SET_GSI_ROUTING, r);
+	free(r);
+	return ret;
+}
+
 static int vm_create_irqchip(struct vm *vm)
 {
 	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
@@ -86,6 +122,8 @@ static int vm_create_irqchip(struct vm *vm)
 		__vm_ioctl(vm->fd, KVM_SET_IDENTITY_MAP_ADDR, &identity);
 	if (!ret)
 		ret = vm_ioctl(vm->fd, KVM_CREATE_IRQCHIP, NULL);
+	if (!ret)
+		ret = vm_set_irq_routing(vm);
 	if (!ret)
 		ret = vm_ioctl(vm->fd, KVM_CREATE_PIT2, &pit);
 	return ret;
