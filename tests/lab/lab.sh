@@ -90,6 +90,18 @@ lab_base_cpio() {
 	echo "$base"
 }
 
+# lab_staged DIR PATH: true when DIR/PATH is already in the staging tree
+# DIR, itself or through a linked parent folder.
+lab_staged() {
+	local p=$2
+	[ -e "$1/$p" ] || [ -L "$1/$p" ] && return 0
+	while [ "$p" != "${p%/*}" ]; do
+		p=${p%/*}
+		[ -L "$1/$p" ] && return 0
+	done
+	return 1
+}
+
 # lab_cpio TMP SCRIPT NONCE FILE...: writes TMP/l1.cpio, the base archive
 # followed by the vmm, the repo files and the script (the kernel unpacks
 # concatenated newc archives in order).
@@ -101,8 +113,10 @@ lab_cpio() {
 	ln -s "$LAB_VMM" "$tmp/root/vmm/vmm"
 	for f in $LAB_L1_FILES "$@"; do
 		[ -e "$LAB_REPO/$f" ] || continue
+		# Already there through a linked folder: never write through it.
+		lab_staged "$tmp/root/vmm" "$f" && continue
 		mkdir -p "$tmp/root/vmm/$(dirname "$f")"
-		ln -sfn "$LAB_REPO/$f" "$tmp/root/vmm/$f"
+		ln -s "$LAB_REPO/$f" "$tmp/root/vmm/$f"
 	done
 	cp "$script" "$tmp/root/lab/script"
 	echo "$nonce" >"$tmp/root/lab/nonce"

@@ -48,7 +48,7 @@ finish() {
 	cat "$tmp/log"
 }
 
-if ! wait_for 400 'lab-guest:/# $'; then
+if ! wait_for 400 'lab-guest:/# '; then
 	finish 5
 	lab_fail "no shell prompt 'lab-guest:/# ' from the guest"
 fi
