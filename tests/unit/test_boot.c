@@ -567,7 +567,7 @@ static void test_pvh_parse_good(bool misaligned)
 static void test_pvh_load(void)
 {
 	struct elf_syn *s = calloc(1, sizeof(*s));
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct pvh_info pi;
 	uint8_t *dst;
 	char err[160] = "";
@@ -597,7 +597,7 @@ static void test_pvh_load(void)
 static void test_pvh_real(void)
 {
 	const char *path = "guest-images/out/vmlinux";
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct pvh_info pi;
 	char err[160] = "";
 	uint64_t lo = ~0ULL, lo_off = 0;
@@ -787,7 +787,7 @@ static uint64_t check_bz_loaded(struct mem_map *m, const uint8_t *kimg, size_t k
 static void run_bz_load(const char *kernel, uint64_t memory, const uint8_t *initrd, size_t isize,
 			uint64_t top)
 {
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct boot_setup bs = { 0 };
 	char err[512] = "", ipath[PATH_MAX];
 	uint8_t *kimg;
@@ -834,7 +834,7 @@ static void test_boot_bzimage(const uint8_t *initrd, size_t isize)
 static void test_boot_pvh(const uint8_t *initrd, size_t isize)
 {
 	struct elf_syn *s = calloc(1, sizeof(*s));
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct boot_setup bs = { 0 };
 	char err[512] = "", kpath[PATH_MAX], ipath[PATH_MAX];
 	const uint8_t *si;
@@ -878,7 +878,7 @@ static void test_boot_errors(void)
 	static char want[2 * PATH_MAX + 256];
 	char err[512], kpath[PATH_MAX], ipath[PATH_MAX], long_cmd[18];
 	const char *real = real_bzimage();
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct boot_setup bs;
 
 	snprintf(kpath, sizeof(kpath), "%s/bzImage", test_dir);
@@ -947,7 +947,7 @@ static void test_reset_vector(void)
 {
 	const uint8_t want[] = { 0xba, 0x64, 0x00, 0xb0, 0xfe, 0xee, 0xf4, 0xeb, 0xfd };
 	const uint8_t want2[] = { 0xba, 0x34, 0x12, 0xb0, 0x01 };
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	const uint8_t *p;
 
 	CHECK_U(mem_init(&m, 2 * MiB), 0);

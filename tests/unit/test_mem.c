@@ -96,7 +96,7 @@ static void check_wrapping(struct mem_map *m)
 static void test_small(void)
 {
 	const uint64_t size = 64 * MiB;
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct regions rs;
 	unsigned calls = 0;
 
@@ -131,7 +131,7 @@ static void test_small(void)
 
 static void test_bad_sizes(void)
 {
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 
 	CHECK_U(mem_init(&m, 0), -EINVAL);
 	CHECK_U(mem_init(&m, 4095), -EINVAL);
@@ -146,7 +146,7 @@ static void test_bad_sizes(void)
 /* Exactly 3 GiB: one region; the hole starts where RAM ends. */
 static void test_hole_edge(void)
 {
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	struct regions rs;
 
 	CHECK_U(mem_init(&m, HOLE), 0);
@@ -162,7 +162,7 @@ static void test_hole_edge(void)
 static void test_split(void)
 {
 	const uint64_t size = 4 * GiB + 64 * MiB, high = size - HOLE;
-	struct mem_map m = { 0 };
+	struct mem_map m = { NULL };
 	uint8_t a[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, b[8] = { 0 };
 	struct regions rs;
 
