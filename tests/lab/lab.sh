@@ -11,7 +11,8 @@
 #   kvm_run [-i] [-f FILE]... SCRIPT
 #       runs SCRIPT (POSIX sh, busybox ash in the lab) with the repo root as
 #       its working directory and LAB_MODE, LAB_ROOT (repo root), LAB_TMP (a
-#       scratch folder) exported; returns SCRIPT's exit status (255 when the
+#       scratch folder), LAB_VMM (the vmm) exported (tests/lab/kvmhost.sh has
+#       helpers for it); returns SCRIPT's exit status (255 when the
 #       lab itself failed). stdin goes to SCRIPT (through QEMU's serial line
 #       in the lab), its output to stdout. In the lab the image holds ./vmm,
 #       examples/, tests/lab/, guest-images/out/{vmlinuz,demo-initrd.*} and
@@ -241,7 +242,7 @@ lab_expect_exit() {
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
 	set -uo pipefail
-	[ $# -ge 1 ] || { sed -n '2,29p' "$0"; exit 2; }
+	[ $# -ge 1 ] || { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 	lab_require
 	kvm_run "$@"
 	exit $?
