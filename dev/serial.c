@@ -10,6 +10,7 @@
 #include "dev/serial.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -123,12 +124,29 @@ static uint8_t serial_msr(struct serial *s) REQUIRES(s->lock)
 	       ((m & MCR_OUT1) ? MSR_RI : 0) | ((m & MCR_OUT2) ? MSR_DCD : 0);
 }
 
+/* Writes one byte, waiting while the output is full: stdout may share a
+ * non-blocking file description with stdin (a terminal), and a real UART
+ * holds the sender back rather than dropping data. */
+static void serial_output(struct serial *s, uint8_t byte) REQUIRES(s->lock)
+{
+	struct pollfd pfd = { .fd = s->out_fd, .events = POLLOUT };
+
+	while (write(s->out_fd, &byte, 1) < 0) {
+		if (errno == EAGAIN)
+			poll(&pfd, 1, -1);
+		else if (errno != EINTR) {
+			s->out_fd = -1;	/* output closed: keep the guest running */
+			return;
+		}
+	}
+}
+
 static void serial_transmit(struct serial *s, uint8_t byte) REQUIRES(s->lock)
 {
 	if (s->mcr & MCR_LOOP)
 		serial_push_rx(s, byte);
-	else if (s->out_fd >= 0 && write(s->out_fd, &byte, 1) < 0 && errno != EAGAIN)
-		s->out_fd = -1;	/* output closed: keep the guest running */
+	else if (s->out_fd >= 0)
+		serial_output(s, byte);
 	s->thr_pending = true;
 }
 
