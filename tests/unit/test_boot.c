@@ -546,10 +546,16 @@ static void test_pvh_parse_good(bool misaligned)
 	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, ELF_NOTE_LEN + 4, ELF_NOTE_LEN + 4);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "%s", err);
 	CHECK_U(pi.entry, 0x123456);
-	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, 16, 16);		/* GNU note only */
+	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, 20, 20);		/* GNU note only */
 	wr16(s->img + 56, 3);
 	elf_set_ph(s, 2, PT_NOTE, NOTE2 + d, 0, 24, 24);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "second PT_NOTE: %s", err);
+	CHECK_U(pi.entry, 0x123456);
+	/* The first entry note found counts; a later note segment without one
+	 * does not undo it. */
+	elf_set_ph(s, 1, PT_NOTE, NOTE2 + d, 0, 24, 24);
+	elf_set_ph(s, 2, PT_NOTE, ELF_NOTE_OFF + d, 0, 20, 20);
+	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "note, then none: %s", err);
 	CHECK_U(pi.entry, 0x123456);
 	/* load_end is the highest segment's end, not the last one's. */
 	elf_set_ph(s, 2, PT_LOAD, ELF_LOAD_OFF + d, 0x80000, 0x10, 0x10);
@@ -699,7 +705,15 @@ static uint64_t pt_walk(struct mem_map *m, uint64_t va)
 
 static void check_page_tables(struct mem_map *m)
 {
+	const uint64_t *pml4 = mem_translate(m, BOOT_PML4_ADDR, 2 * 4096), *pdpt = pml4 + 512;
 	unsigned bad = 0;
+
+	for (unsigned i = 1; i < 512; i++)
+		bad += pml4[i] != 0;
+	for (unsigned i = 4; i < 512; i++)
+		bad += pdpt[i] != 0;
+	CHECK(bad == 0, "%u PML4/PDPT entries beyond 4 GiB are set", bad);
+	bad = 0;
 
 	for (uint64_t va = 0; va < 4 * GiB; va += 2 * MiB)
 		bad += pt_walk(m, va + 0x1234) != va + 0x1234;
@@ -778,7 +792,9 @@ static uint64_t check_bz_loaded(struct mem_map *m, const uint8_t *kimg, size_t k
 	CHECK(!memcmp(zp + BZ_HEADER, "HdrS", 4), "zero page header");
 	CHECK(!memcmp(mem_translate(m, BOOT_KERNEL_ADDR, klen - setup), kimg + setup, klen - setup),
 	      "kernel bytes at 1 MiB differ");
-	CHECK_S((const char *)mem_translate(m, BOOT_CMDLINE_ADDR, 1), test_cfg.cmdline);
+	CHECK(!memcmp(mem_translate(m, BOOT_CMDLINE_ADDR, 1), test_cfg.cmdline,
+		      strlen(test_cfg.cmdline) + 1), "command line not at %#x or not terminated",
+	      BOOT_CMDLINE_ADDR);
 	check_page_tables(m);
 	check_gdt(m);
 	return addr;
@@ -798,6 +814,8 @@ static void run_bz_load(const char *kernel, uint64_t memory, const uint8_t *init
 	cfg_init(kernel, ipath, memory, "console=ttyS0 root=/dev/vda rw");
 	CHECK(boot_check(&test_cfg, err, sizeof(err)) == 0, "boot_check %s: %s", kernel, err);
 	CHECK_U(mem_init(&m, memory), 0);
+	/* Not fresh zeroes: the loader must write every byte it relies on. */
+	memset(mem_translate(&m, 0, 1 * MiB), 0xff, 1 * MiB);
 	CHECK(boot_load(&m, &test_cfg, 0xe0000, &bs, err, sizeof(err)) == 0, "boot_load %s: %s", kernel, err);
 	CHECK(bs.long_mode && bs.entry == BOOT_KERNEL_ADDR + 0x200 && bs.arg == BOOT_ZERO_PAGE_ADDR,
 	      "boot_setup %d %#llx %#llx", bs.long_mode, (unsigned long long)bs.entry,
@@ -859,6 +877,8 @@ static void test_boot_pvh(const uint8_t *initrd, size_t isize)
 	      (unsigned long long)rd64(si + 56));
 	CHECK(!memcmp(mem_translate(&m, rd64(si + 56), isize), initrd, isize), "PVH initrd bytes");
 	CHECK_U(rd32(si + 48), 4);
+	CHECK_U(rd64(si + 16), BOOT_START_INFO_ADDR + 56);
+	CHECK_U(rd64(si + 40), BOOT_START_INFO_ADDR + 88);
 	CHECK(!memcmp(mem_translate(&m, ELF_LOAD_PADDR, ELF_LOAD_FILESZ), s->img + ELF_LOAD_OFF,
 		      ELF_LOAD_FILESZ), "PVH kernel bytes");
 	CHECK_S((const char *)mem_translate(&m, BOOT_CMDLINE_ADDR, 1), "console=hvc0");
@@ -914,6 +934,17 @@ static void test_boot_errors(void)
 		CHECK(boot_check(&test_cfg, err, sizeof(err)) == -EINVAL &&
 		      !strncmp(err, want, strlen(want)), "real kernel in 64M: %s", err);
 	}
+
+	/* A kernel whose file runs past pref_address + init_size: the initrd
+	 * must stay clear of the whole file at 1 MiB (ends at 0x102a00). */
+	syn_bz(img, sizeof(img));
+	wr64(img + BZ_PREF_ADDRESS, 0x100000);
+	wr32(img + BZ_INIT_SIZE, 0x1000);
+	CHECK_U(write_file(kpath, img, sizeof(img)), 0);
+	cfg_init(kpath, ipath, 0x105000, "");
+	CHECK(boot_check(&test_cfg, err, sizeof(err)) == -EINVAL, "initrd over the kernel file: %s", err);
+	cfg_init(kpath, ipath, 0x106000, "");
+	CHECK(boot_check(&test_cfg, err, sizeof(err)) == 0, "initrd after the kernel file: %s", err);
 
 	cfg_init("/nonexistent/vmlinuz", "", 64 * MiB, "");
 	snprintf(want, sizeof(want), "%s:3: vm.kernel: cannot open /nonexistent/vmlinuz: "

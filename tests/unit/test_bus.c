@@ -84,13 +84,14 @@ static void tdev_init(struct tdev *d, unsigned id, uint64_t base, uint64_t len)
 static void test_register_rules(void)
 {
 	struct bus bus;
-	struct tdev a, b, c, d;
+	struct tdev a, b, c, d, x;
 
 	bus_init(&bus, "mmio");
 	tdev_init(&a, 1, 0x1000, 0x100);
 	tdev_init(&b, 2, 0xf00, 0x100);
 	tdev_init(&c, 3, 0x1100, 0x100);
 	tdev_init(&d, 4, 0, 0);
+	tdev_init(&x, 5, 0, 0);
 	CHECK_I(bus_unregister(&bus, &a.bus), -ENOENT);
 	CHECK_I(bus_register(&bus, 0x1000, 0, &a.bus), -EINVAL);
 	CHECK_I(bus_register(&bus, ~0ULL - 0xf, 0x20, &a.bus), -EINVAL);
@@ -112,6 +113,10 @@ static void test_register_rules(void)
 	CHECK_I(bus_register(&bus, 0x1200, 1, &d.bus), 0);		/* d: two ranges */
 	CHECK_I(bus_unregister(&bus, &d.bus), 0);			/* removes both */
 	CHECK_I(bus_unregister(&bus, &d.bus), -ENOENT);
+	/* Nothing is left but a, b and c: the rest of the space is free. */
+	CHECK_I(bus_register(&bus, 0, 0xf00, &x.bus), 0);
+	CHECK_I(bus_register(&bus, 0x1200, ~0ULL - 0x1200, &x.bus), 0);
+	CHECK_I(bus_unregister(&bus, &x.bus), 0);
 	CHECK_I(bus_register(&bus, 0xeff, 1, &d.bus), 0);
 	CHECK_I(bus_register(&bus, 0x1200, 1, &d.bus), 0);
 	CHECK_I(bus_unregister(&bus, &a.bus), 0);

@@ -165,6 +165,7 @@ static void test_split(void)
 	struct mem_map m = { NULL };
 	uint8_t a[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, b[8] = { 0 };
 	struct regions rs;
+	unsigned calls = 0;
 
 	CHECK_U(mem_init(&m, size), 0);
 	rs = regions_of(&m);
@@ -177,6 +178,8 @@ static void test_split(void)
 	CHECK(rs.r[0].hva + rs.r[0].size <= rs.r[1].hva || rs.r[1].hva + rs.r[1].size <= rs.r[0].hva,
 	      "host mappings overlap");
 	CHECK_U(mem_low_end(&m), HOLE);
+	CHECK_U(mem_for_each(&m, stop_at_first, &calls), 42);
+	CHECK_U(calls, 1);
 
 	check_in(&m, &rs.r[0], 0, HOLE);
 	check_in(&m, &rs.r[0], HOLE - 1, 1);
