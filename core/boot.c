@@ -54,6 +54,18 @@ boot_fail(char *err, size_t errlen, const struct vm_config *cfg, unsigned line,
 	return -EINVAL;
 }
 
+/* Kernels and initrds are regular files: a folder would pass fstat and
+ * only fail at boot, a FIFO could block --check. */
+static int boot_check_regular(const char *path, const struct stat *st, char *err, size_t errlen)
+{
+	int ret = S_ISREG(st->st_mode) ? 0 : S_ISDIR(st->st_mode) ? -EISDIR : -EINVAL;
+
+	if (ret)
+		snprintf(err, errlen, "cannot read %s: %s", path,
+			 ret == -EISDIR ? strerror(EISDIR) : "not a regular file");
+	return ret;
+}
+
 static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
@@ -65,6 +77,9 @@ static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *er
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		goto out;
 	}
+	ret = boot_check_regular(path, &st, err, errlen);
+	if (ret)
+		goto out;
 	*len = (size_t)st.st_size;
 	*buf = malloc(*len ? *len : 1);
 	if (!*buf) {
@@ -115,6 +130,7 @@ static int boot_parse_kernel(struct boot_plan *p, const struct vm_config *cfg,
 static int boot_open_initrd(struct boot_plan *p, const struct vm_config *cfg,
 			    char *err, size_t errlen)
 {
+	char why[PATH_MAX + 64];
 	struct stat st;
 
 	p->initrd_fd = -1;
@@ -128,6 +144,9 @@ static int boot_open_initrd(struct boot_plan *p, const struct vm_config *cfg,
 			  cfg->initrd, strerror(errno));
 		return ret;
 	}
+	if (boot_check_regular(cfg->initrd, &st, why, sizeof(why)))
+		return boot_fail(err, errlen, cfg, cfg->line.initrd, "initrd", "%s", why),
+		       S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	p->initrd_size = (uint64_t)st.st_size;
 	return 0;
 }

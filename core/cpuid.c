@@ -54,8 +54,8 @@ static void cpuid_fix_entry(struct kvm_cpuid_entry2 *e, unsigned apic_id, unsign
 			e->edx |= CPUID_1_EDX_HTT;
 		break;
 	case 4:
-		/* Cores per package minus one, in EAX[31:26]. */
-		e->eax = (e->eax & 0x03ffffff) | (((n - 1) & 0x3f) << 26);
+		/* Cores per package minus one, in EAX[31:26], saturated at 63. */
+		e->eax = (e->eax & 0x03ffffff) | ((n - 1 < 63 ? n - 1 : 63) << 26);
 		break;
 	case 0xb:
 	case 0x1f:

@@ -6,6 +6,7 @@
 
 #include <elf.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define PVH_START_MAGIC 0x336ec578
+/* Below 1 MiB are the loader's GDT, start_info, command line and ACPI tables. */
+#define PVH_MIN_LOAD_ADDR 0x100000
 
 struct pvh_start_info {
 	uint32_t magic;
@@ -111,6 +114,17 @@ static int pvh_check_header(const uint8_t *img, size_t len, char *err, size_t er
 	return 0;
 }
 
+static bool pvh_entry_loaded(const uint8_t *img, uint32_t entry)
+{
+	for (unsigned i = 0; i < pvh_ehdr(img).e_phnum; i++) {
+		Elf64_Phdr ph = pvh_phdr(img, i);
+
+		if (ph.p_type == PT_LOAD && entry >= ph.p_paddr && entry - ph.p_paddr < ph.p_memsz)
+			return true;
+	}
+	return false;
+}
+
 int pvh_parse(const uint8_t *img, size_t len, struct pvh_info *info, char *err, size_t errlen)
 {
 	int ret = pvh_check_header(img, len, err, errlen), found = -ENOENT;
@@ -130,6 +144,9 @@ int pvh_parse(const uint8_t *img, size_t len, struct pvh_info *info, char *err, 
 				found = pvh_find_entry(img + ph->p_offset, ph->p_filesz, &info->entry);
 			continue;
 		}
+		if (ph->p_memsz && ph->p_paddr < PVH_MIN_LOAD_ADDR)
+			return pvh_fail(err, errlen, "ELF load segment below 1 MiB, where the loader "
+					"keeps its boot data");
 		if (ph->p_filesz > ph->p_memsz || ph->p_paddr + ph->p_memsz < ph->p_paddr ||
 		    ph->p_paddr + ph->p_memsz > MEM_PCI_HOLE_START)
 			return pvh_fail(err, errlen, "ELF load segment outside low memory");
@@ -141,6 +158,11 @@ int pvh_parse(const uint8_t *img, size_t len, struct pvh_info *info, char *err, 
 			"use a bzImage or a kernel built with CONFIG_PVH");
 	if (!info->load_end)
 		return pvh_fail(err, errlen, "ELF has no load segment");
+	if (!pvh_entry_loaded(img, info->entry)) {
+		snprintf(err, errlen, "ELF PVH entry point 0x%x is outside its load segments",
+			 info->entry);
+		return -EINVAL;
+	}
 	return 0;
 }
 

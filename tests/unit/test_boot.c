@@ -497,6 +497,10 @@ static const struct pvh_bad pvh_bad_cases[] = {
 	{ "descsz huge", NOTE2 + 4, 4, 0xfffffffc, 0, pvh_no_note },
 	{ "namesz huge", ELF_NOTE_OFF, 4, 0xffffffff, 0, pvh_no_note },
 	{ "note cut", PH1 + 32, 8, ELF_NOTE_LEN - 4, 0, pvh_no_note },
+	{ "load below 1M", PH0 + 24, 8, 0x20000, 0,
+	  "ELF load segment below 1 MiB, where the loader keeps its boot data" },
+	{ "entry outside", NOTE2 + 16, 4, 0xdeadbeef, 0,
+	  "ELF PVH entry point 0xdeadbeef is outside its load segments" },
 	{ "no load segment", PH0, 4, PT_DYNAMIC, 0, "ELF has no load segment" },
 	{ "load at 0, memsz 0", PH0 + 24, 24, 0, 0, "ELF has no load segment" },
 };
@@ -541,28 +545,28 @@ static void test_pvh_parse_good(bool misaligned)
 	CHECK_U(pi.load_end, ELF_LOAD_PADDR + ELF_LOAD_MEMSZ);
 
 	/* An 8-byte descriptor also gives the entry; a second note segment is read too. */
-	wr64(entry8, 0x123456);
+	wr64(entry8, 0x100123);
 	elf_note(s->img + NOTE2 + d, "Xen", XEN_PHYS32_ENTRY, entry8, 8);
 	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, ELF_NOTE_LEN + 4, ELF_NOTE_LEN + 4);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "%s", err);
-	CHECK_U(pi.entry, 0x123456);
+	CHECK_U(pi.entry, 0x100123);
 	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, 20, 20);		/* GNU note only */
 	wr16(s->img + 56, 3);
 	elf_set_ph(s, 2, PT_NOTE, NOTE2 + d, 0, 24, 24);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "second PT_NOTE: %s", err);
-	CHECK_U(pi.entry, 0x123456);
+	CHECK_U(pi.entry, 0x100123);
 	/* The first entry note found counts; a later note segment without one
 	 * does not undo it. */
 	elf_set_ph(s, 1, PT_NOTE, NOTE2 + d, 0, 24, 24);
 	elf_set_ph(s, 2, PT_NOTE, ELF_NOTE_OFF + d, 0, 20, 20);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "note, then none: %s", err);
-	CHECK_U(pi.entry, 0x123456);
+	CHECK_U(pi.entry, 0x100123);
 	/* load_end is the highest segment's end, not the last one's. */
-	elf_set_ph(s, 2, PT_LOAD, ELF_LOAD_OFF + d, 0x80000, 0x10, 0x10);
+	elf_set_ph(s, 2, PT_LOAD, ELF_LOAD_OFF + d, ELF_LOAD_PADDR, 0x200, 0x200);
 	elf_set_ph(s, 1, PT_NOTE, ELF_NOTE_OFF + d, 0, ELF_NOTE_LEN + 4, ELF_NOTE_LEN + 4);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "two loads: %s", err);
 	CHECK_U(pi.load_end, ELF_LOAD_PADDR + ELF_LOAD_MEMSZ);
-	/* Up to the PCI hole is fine. */
+	/* Up to the PCI hole is fine (the entry stays in segment 2). */
 	elf_set_ph(s, 0, PT_LOAD, ELF_LOAD_OFF + d, 0xC0000000 - ELF_LOAD_MEMSZ, ELF_LOAD_FILESZ,
 		   ELF_LOAD_MEMSZ);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "up to 3G: %s", err);
@@ -591,8 +595,9 @@ static void test_pvh_load(void)
 		ok &= dst[i] == 0;
 	CHECK(ok, "bss not zeroed");
 	CHECK(dst[-1] == 0xcc && dst[ELF_LOAD_MEMSZ] == 0xcc, "wrote outside the segment");
-	/* Valid for pvh_parse, but beyond this RAM. */
-	elf_set_ph(s, 0, PT_LOAD, ELF_LOAD_OFF, 16 * MiB - ELF_LOAD_MEMSZ + 1, ELF_LOAD_FILESZ,
+	/* Valid for pvh_parse, but a second segment lies beyond this RAM. */
+	wr16(s->img + 56, 3);
+	elf_set_ph(s, 2, PT_LOAD, ELF_LOAD_OFF, 16 * MiB - ELF_LOAD_MEMSZ + 1, ELF_LOAD_FILESZ,
 		   ELF_LOAD_MEMSZ);
 	CHECK(pvh_parse(s->img, ELF_LEN, &pi, err, sizeof(err)) == 0, "%s", err);
 	CHECK_U(pvh_load(s->img, &m), -EFAULT);
@@ -954,8 +959,13 @@ static void test_boot_errors(void)
 	check_err(boot_load(&m, &test_cfg, 0, &bs, err, sizeof(err)), -ENOENT, err, want,
 		  "missing kernel (load)");
 	cfg_init(test_dir, "", 64 * MiB, "");
-	snprintf(want, sizeof(want), "%s:3: vm.kernel: cannot read %s", test_cfg.path, test_dir);
+	snprintf(want, sizeof(want), "%s:3: vm.kernel: cannot read %s: Is a directory",
+		 test_cfg.path, test_dir);
 	check_err(boot_check(&test_cfg, err, sizeof(err)), -EISDIR, err, want, "kernel is a folder");
+	cfg_init(kpath, test_dir, 64 * MiB, "");
+	snprintf(want, sizeof(want), "%s:4: vm.initrd: cannot read %s: Is a directory",
+		 test_cfg.path, test_dir);
+	check_err(boot_check(&test_cfg, err, sizeof(err)), -EISDIR, err, want, "initrd is a folder");
 	cfg_init(kpath, "/nonexistent/initrd", 64 * MiB, "");
 	snprintf(want, sizeof(want), "%s:4: vm.initrd: cannot open /nonexistent/initrd: "
 		 "No such file or directory", test_cfg.path);

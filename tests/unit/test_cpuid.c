@@ -113,9 +113,8 @@ static void check_vcpu(const struct kvm_cpuid2 *c, unsigned apic, unsigned n, un
 			check_leaf1(e, t, apic, n);
 			break;
 		case 4:
-			/* 6 bits: what more than 64 vCPUs should give is open. */
-			if (n <= 64)
-				CHECK_X("4.eax cores-1 [31:26]", e->eax >> 26, n - 1);
+			/* 6 bits: saturates at 63 above 64 vCPUs. */
+			CHECK_X("4.eax cores-1 [31:26]", e->eax >> 26, n - 1 < 63 ? n - 1 : 63);
 			CHECK_X("4.eax [25:0]", e->eax & 0x3ffffff, t->eax & 0x3ffffff);
 			CHECK_X("4.ebx/ecx/edx", e->ebx ^ e->ecx ^ e->edx, t->ebx ^ t->ecx ^ t->edx);
 			break;
