@@ -19,22 +19,47 @@ _start:
  * transmitter that never empties ends the guest with a triple fault. */
 	.globl putc
 putc:
-	push %ecx
+	push %ebp
 	push %edx
 	push %eax
-	mov $SPIN_LIMIT, %ecx
+	call deadline_set
 	mov $COM1_LSR, %dx
 1:	in %dx, %al
 	test $LSR_THRE, %al
 	jnz 2f
+	call deadline_passed
+	jae triple_fault
 	pause
-	loop 1b
-	jmp triple_fault
+	jmp 1b
 2:	pop %eax
 	mov $COM1, %dx
 	out %al, %dx
 	pop %edx
-	pop %ecx
+	pop %ebp
+	ret
+
+/* deadline_set: %ebp = the TSC's high half plus 2, so the deadline is
+ * 2^32 to 2^33 cycles away. */
+	.globl deadline_set
+deadline_set:
+	push %eax
+	push %edx
+	rdtsc
+	lea 2(%edx), %ebp
+	pop %edx
+	pop %eax
+	ret
+
+/* deadline_passed: compares the TSC's high half with %ebp; CF clear (jae)
+ * once the deadline set by deadline_set has passed. */
+	.globl deadline_passed
+deadline_passed:
+	push %eax
+	push %edx
+	rdtsc
+	cmp %ebp, %edx
+	pop %edx
+	pop %eax
 	ret
 
 /* puts: writes the NUL-terminated string at %esi. */
@@ -117,9 +142,10 @@ i8042_reset:
 	jmp exit_ignored
 
 exit_ignored:
-	mov $SPIN_LIMIT, %ecx
+	call deadline_set
 1:	pause
-	loop 1b
+	call deadline_passed
+	jb 1b
 	/* fall through */
 
 /* triple_fault: with an empty IDT, ud2's #UD cannot be delivered (#GP),

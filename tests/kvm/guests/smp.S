@@ -4,7 +4,7 @@
  *
  * The BSP reads its APIC id and the vCPU count from CPUID leaf 1 (EBX
  * bits 31:24 and 23:16), broadcasts INIT then two SIPIs with vector 0x10,
- * and waits (bounded) until every AP has incremented ap_count. Each AP
+ * and waits (at most 2^33 TSC cycles) until every AP has incremented ap_count. Each AP
  * starts in real mode at 0x1000:0 (the trampoline below), reads its own
  * APIC id with CPUID, marks seen[id], increments ap_count with a locked
  * add and halts. The BSP then prints every marked id in order and resets.
@@ -50,11 +50,12 @@ main:
 	mov $(ICR_SIPI_ALL_BUT_SELF | (0x10000 >> 12)), %eax
 	call send_ipi
 	call send_ipi
-	mov $SPIN_LIMIT, %ecx
+	call deadline_set
 1:	cmp %edi, ap_count
 	je 2f
 	pause
-	loop 1b
+	call deadline_passed
+	jb 1b
 2:	mov $msg, %esi
 	call puts
 	xor %ebx, %ebx
@@ -73,14 +74,15 @@ main:
 
 /* send_ipi: writes %eax to ICR low, then waits (bounded) for delivery. */
 send_ipi:
-	push %ecx
+	push %ebp
 	mov %eax, LAPIC_ICR_LO
-	mov $SPIN_LIMIT, %ecx
+	call deadline_set
 1:	testl $ICR_BUSY, LAPIC_ICR_LO
 	jz 2f
 	pause
-	loop 1b
-2:	pop %ecx
+	call deadline_passed
+	jb 1b
+2:	pop %ebp
 	ret
 
 	.section .rodata

@@ -24,7 +24,9 @@
 #define ICR_SIPI_ALL_BUT_SELF 0x000c4600	/* | vector: start at vector << 12 */
 #define ICR_BUSY 0x1000				/* delivery status */
 
-/* Iterations of a pause loop before a wait is given up (about a second). */
-#define SPIN_LIMIT 0x4000000
+/* On a PVM host every instruction of these guests is emulated (a few
+ * microseconds each), so waits are bounded by the TSC, not by a count:
+ * deadline_set and deadline_passed (lib.S) allow 2^32 to 2^33 cycles,
+ * about 1 to 4 s on any host. */
 
 #endif
