@@ -129,6 +129,7 @@ expect echo "serial input echoed by the guest" 0 "guest reset (ACPI reset regist
 
 # SIGTERM: wait for the guest to be spinning, then signal the vmm.
 config spin spin 2
+: >"$tmp/spin.out"
 "$VMM" "$tmp/spin.toml" </dev/null >"$tmp/spin.out" 2>"$tmp/spin.err" &
 bg=$!
 end=$((SECONDS + LIMIT))
