@@ -5,7 +5,7 @@
  * -> first guest instruction). Then it writes one byte to an I/O port that
  * ends the VMM at once (start -> first instruction -> exit -> teardown).
  *
- * EXIT_PORT selects the port (set by bench/startup.sh when it assembles):
+ * EXIT_PORT selects the port (set by bench/guest/build.sh):
  *   0x601 (default)  our vmm: ACPI reset register, value 1 -> exit status 0
  *   0xf4             QEMU: -device isa-debug-exit,iobase=0xf4 -> status 3
  * Entry: 32-bit protected mode, paging off (the PVH boot ABI), at 0x100000.
