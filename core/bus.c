@@ -131,7 +131,10 @@ out:
 	return ret;
 }
 
-static const struct bus_range *bus_find(const struct bus_table *t, uint64_t addr)
+/* The range holding [addr, addr+len) entirely, or NULL: an access that
+ * straddles a range's end reaches no device, so handlers never see
+ * offset + len beyond what they registered. */
+static const struct bus_range *bus_find(const struct bus_table *t, uint64_t addr, unsigned len)
 {
 	unsigned lo = 0, hi = t ? t->n : 0;
 
@@ -144,7 +147,7 @@ static const struct bus_range *bus_find(const struct bus_table *t, uint64_t addr
 		else if (addr - r->base >= r->len)
 			lo = mid + 1;
 		else
-			return r;
+			return len <= r->len - (addr - r->base) ? r : NULL;
 	}
 	return NULL;
 }
@@ -154,7 +157,7 @@ bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned len)
 	const struct bus_range *r;
 
 	rcu_read_lock();
-	r = bus_find(rcu_dereference(bus->table), addr);
+	r = bus_find(rcu_dereference(bus->table), addr, len);
 	if (r)
 		r->dev->ops->read(r->dev, addr - r->base, data, len);
 	rcu_read_unlock();
@@ -168,7 +171,7 @@ bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned len)
 	const struct bus_range *r;
 
 	rcu_read_lock();
-	r = bus_find(rcu_dereference(bus->table), addr);
+	r = bus_find(rcu_dereference(bus->table), addr, len);
 	if (r)
 		r->dev->ops->write(r->dev, addr - r->base, data, len);
 	rcu_read_unlock();

@@ -54,8 +54,9 @@ int bus_register(struct bus *bus, uint64_t base, uint64_t len, struct bus_dev *d
  * grace period (call_rcu or synchronize_rcu). */
 int bus_unregister(struct bus *bus, struct bus_dev *dev);
 
-/* Dispatch an access to the device that covers addr. Return false when no
- * device does (a read then gives all ones). Called inside or outside an RCU
+/* Dispatch an access to the device whose range holds all of [addr,
+ * addr+len). Return false when none does, including an access that
+ * straddles a range's end (a read then gives all ones). Called inside or outside an RCU
  * read section; the caller's thread must be RCU-registered. */
 bool bus_read(struct bus *bus, uint64_t addr, void *data, unsigned len);
 bool bus_write(struct bus *bus, uint64_t addr, const void *data, unsigned len);
