@@ -64,12 +64,18 @@ static struct termios saved_termios;
 static int saved_stdin_flags = -1;
 static volatile sig_atomic_t termios_saved;
 
+/* Idempotent (teardown, atexit and fatal signals all call it). TCSADRAIN:
+ * changing a serial console's settings under queued output can drop it. */
 static void terminal_restore(void)
 {
-	if (termios_saved)
-		tcsetattr(STDIN_FILENO, TCSANOW, &saved_termios);
-	if (saved_stdin_flags >= 0)
+	if (termios_saved) {
+		tcsetattr(STDIN_FILENO, TCSADRAIN, &saved_termios);
+		termios_saved = 0;
+	}
+	if (saved_stdin_flags >= 0) {
 		fcntl(STDIN_FILENO, F_SETFL, saved_stdin_flags);
+		saved_stdin_flags = -1;
+	}
 }
 
 static void fatal_signal(int sig)
