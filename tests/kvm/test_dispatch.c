@@ -26,6 +26,7 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#include "tests/check.h"
 #include "core/boot.h"
 #include "core/bus.h"
 #include "core/util.h"
@@ -277,18 +278,6 @@ static const struct {
 	{ mmio_bus, 0xd0000000, 0x1000, &mmio_a },
 };
 
-static int failures;
-
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond); \
-			printf(__VA_ARGS__);                                \
-			printf("\n");                                       \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
-
 /* Skips (exit 77) unless /dev/kvm opens and creates a VM. */
 static void require_kvm(void)
 {
@@ -416,7 +405,7 @@ static void check_log(void)
 				print_access("got     ", got);
 			else
 				printf("    got nothing (the log holds %u accesses)\n", log_n);
-			failures++;
+			test_failures++;
 			return;
 		}
 	}
@@ -462,7 +451,7 @@ int main(void)
 		check_log();
 		check_memory();
 	} else {
-		failures++;
+		test_failures++;
 		if (atomic_load(&vm.shutdown.requested))
 			printf("the VM stopped with: %s\n", vm.shutdown.reason);
 		for (unsigned i = 0; i < log_n && i < MAX_LOG; i++)
@@ -472,8 +461,8 @@ int main(void)
 	vm_destroy(&vm);
 	sem_destroy(&done_sem);
 	rcu_unregister_thread();
-	if (failures) {
-		printf("%d check(s) failed\n", failures);
+	if (test_failures) {
+		printf("%d check(s) failed\n", test_failures);
 		return 1;
 	}
 	printf("PASS: %zu steps: PIO and MMIO exits reached the right device, offset, size and value\n",

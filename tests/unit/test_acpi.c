@@ -8,6 +8,7 @@
  *                         (4 CPUs) for tests/acpi/test_acpi_iasl.sh, and print
  *                         the expected values as shell assignments
  */
+#include "tests/check.h"
 #include "core/acpi.h"
 
 #include <errno.h>
@@ -23,27 +24,6 @@
 
 #define HDR_LEN 36
 #define FADT_LEN 276
-
-static int failures;
-
-static void fail(int line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "FAIL line %d: ", line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	failures++;
-}
-
-#define CHECK(cond, ...) \
-	do { \
-		if (!(cond)) \
-			fail(__LINE__, __VA_ARGS__); \
-	} while (0)
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | (uint32_t)rd16(p + 2) << 16; }
@@ -142,7 +122,7 @@ static void check_xsdt(const struct image *im, const uint8_t *x,
 			CHECK(!*madt, "XSDT: two APIC entries");
 			*madt = t;
 		} else {
-			fail(__LINE__, "XSDT: unexpected table %.4s", (const char *)t);
+			CHECK(false, "XSDT: unexpected table %.4s", (const char *)t);
 		}
 	}
 	CHECK(*fadt && *madt, "XSDT: FACP or APIC missing");
@@ -220,7 +200,7 @@ static void check_madt_entry(const uint8_t *e, const struct acpi_params *p, stru
 		c->nmi++;
 		break;
 	default:
-		fail(__LINE__, "MADT: unexpected entry type %u", e[0]);
+		CHECK(false, "MADT: unexpected entry type %u", e[0]);
 	}
 }
 
@@ -237,7 +217,7 @@ static void check_madt(const uint8_t *m, const struct acpi_params *p)
 		const uint8_t *e = m + off;
 
 		if (e[1] < 2 || e[1] > len - off) {
-			fail(__LINE__, "MADT: entry at %u has length %u", off, e[1]);
+			CHECK(false, "MADT: entry at %u has length %u", off, e[1]);
 			return;
 		}
 		check_madt_entry(e, p, &c);
@@ -450,7 +430,7 @@ static void check_build(unsigned n_cpus, uint64_t gpa)
 	im.used = (size_t)ret;
 	for (size_t i = im.used; i < BUF_SIZE; i++)
 		if (buf[i] != CANARY) {
-			fail(__LINE__, "%u cpus: byte %zu past the returned length written", n_cpus, i);
+			CHECK(false, "%u cpus: byte %zu past the returned length written", n_cpus, i);
 			break;
 		}
 	check_xsdt(&im, check_rsdp(&im), &fadt, &madt);
@@ -471,7 +451,7 @@ static void check_enospc_size(uint8_t *buf, size_t cap, int size, int need)
 	CHECK(ret == -ENOSPC, "size %d of %d: returned %d, expected -ENOSPC", size, need, ret);
 	for (size_t i = (size_t)size; i < cap; i++)
 		if (buf[i] != CANARY) {
-			fail(__LINE__, "size %d: wrote byte %zu", size, i);
+			CHECK(false, "size %d: wrote byte %zu", size, i);
 			break;
 		}
 }
@@ -585,7 +565,7 @@ static int dump(const char *dir)
 	t[0] = image_table(&im, rd64(buf + 24));
 	check_xsdt(&im, t[0], &t[1], &t[2]);
 	t[3] = t[1] ? image_table(&im, rd64(t[1] + 140)) : NULL;
-	if (failures || !t[3]) {
+	if (test_failures || !t[3]) {
 		fprintf(stderr, "tables not found\n");
 		return 1;
 	}
@@ -615,8 +595,8 @@ int main(int argc, char **argv)
 	check_einval();
 	check_no_reset();
 	check_deterministic();
-	if (failures) {
-		fprintf(stderr, "%d check(s) failed\n", failures);
+	if (test_failures) {
+		fprintf(stderr, "%d check(s) failed\n", test_failures);
 		return 1;
 	}
 	printf("test_acpi: all checks passed\n");

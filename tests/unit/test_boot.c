@@ -7,6 +7,7 @@
  * /boot/vmlinuz-*-cloud-amd64). Guest RAM is a mem_init map; no KVM.
  * Single-threaded. Exit 0: pass; 1: fail, with every failed check printed.
  */
+#include "tests/check.h"
 #include "core/boot.h"
 #include "core/bzimage.h"
 #include "core/config.h"
@@ -24,27 +25,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static int test_failures;
 /* Big: keep it off the stack. */
 static struct vm_config test_cfg;
 static char test_dir[] = "/tmp/test_boot.XXXXXX";
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			test_failures++;                                        \
-		}                                                               \
-	} while (0)
-
-#define CHECK_U(got, want) \
-	CHECK((uint64_t)(got) == (uint64_t)(want), "got %#llx, want %#llx", \
-	      (unsigned long long)(got), (unsigned long long)(want))
-
-#define CHECK_S(got, want) \
-	CHECK(strcmp((got), (want)) == 0, "got \"%s\", want \"%s\"", (got), (want))
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | (uint32_t)rd16(p + 2) << 16; }

@@ -10,6 +10,7 @@
  * report through atomics only. The stress runs for at most STRESS_NS.
  * Exit 0: pass; 1: fail, with every failed check printed.
  */
+#include "tests/check.h"
 #include "core/bus.h"
 #include "core/util.h"
 #include "rcu/rcu.h"
@@ -19,22 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int test_failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			test_failures++;                                        \
-		}                                                               \
-	} while (0)
-
-#define CHECK_I(got, want) \
-	CHECK((long long)(got) == (long long)(want), "got %lld, want %lld", \
-	      (long long)(got), (long long)(want))
 
 #define DEV_MAGIC 0x6275736465764d47ULL
 #define DEV_POISON 0xdeadbeefdeadbeefULL

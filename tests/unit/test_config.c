@@ -5,6 +5,7 @@
  * examples (when run from the repo root, as tests/run.sh does).
  * Single-threaded. Exit 0: pass; 1: fail, with every failed check printed.
  */
+#include "tests/check.h"
 #include "core/config.h"
 #include "core/util.h"
 
@@ -19,26 +20,8 @@
 #define HOST_RAM (8 * GiB)
 #define T(s) s, sizeof(s) - 1	/* a literal with its length: it may hold NULs */
 
-static int test_failures;
 /* Big: keep it off the stack. */
 static struct vm_config test_cfg;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			test_failures++;                                        \
-		}                                                               \
-	} while (0)
-
-#define CHECK_U(got, want) \
-	CHECK((uint64_t)(got) == (uint64_t)(want), "got %llu, want %llu", \
-	      (unsigned long long)(got), (unsigned long long)(want))
-
-#define CHECK_S(got, want) \
-	CHECK(strcmp((got), (want)) == 0, "got \"%s\", want \"%s\"", (got), (want))
 
 struct test_bad {
 	const char *text;

@@ -5,6 +5,7 @@
  * 0x8000001E) field layouts, written out here rather than reused from cpuid.c.
  * Single-threaded. Exit 0: pass; 1: fail, with every failed check printed.
  */
+#include "tests/check.h"
 #include "core/cpuid.h"
 #include "core/util.h"
 
@@ -12,18 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int test_failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			test_failures++;                                        \
-		}                                                               \
-	} while (0)
 
 #define CHECK_X(what, got, want) \
 	CHECK((got) == (want), "n=%u apic=%u %s: got %#x, want %#x", n, apic, what, \

@@ -13,20 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/check.h"
 #include "core/iothread.h"
 #include "core/util.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond); \
-			printf(__VA_ARGS__);                                \
-			printf("\n");                                       \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
 
 /* What a BH saw about the thread it ran in. */
 struct probe {
@@ -160,8 +149,8 @@ int main(void)
 	test_affinity();
 	test_offline_cpu();
 	test_many();
-	if (failures) {
-		printf("%d check(s) failed\n", failures);
+	if (test_failures) {
+		printf("%d check(s) failed\n", test_failures);
 		return 1;
 	}
 	printf("ok\n");

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/check.h"
 #include "core/loop.h"
 #include "core/util.h"
 
@@ -26,18 +27,6 @@
 /* Lateness allowed for a timer: generous, as this runs under ASan and TSan
  * on a loaded two-core machine. Earliness is never allowed. */
 #define TIMER_LATE_MAX (50 * MS)
-
-static int failures;
-
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			printf("FAIL %s:%d: %s: ", __func__, __LINE__, #cond); \
-			printf(__VA_ARGS__);                                \
-			printf("\n");                                       \
-			failures++;                                         \
-		}                                                           \
-	} while (0)
 
 static struct loop *new_loop(const char *name, uint64_t poll_max_ns)
 {
@@ -718,15 +707,15 @@ int main(void)
 	alarm(120);
 	loop_free(new_loop("probe", 0));	/* exits 77 without io_uring */
 	for (i = 0; i < ARRAY_SIZE(tests); i++) {
-		int before = failures;
+		int before = test_failures;
 		uint64_t start = clock_ns();
 
 		tests[i].fn();
-		printf("%s %s (%.1f ms)\n", failures == before ? "ok  " : "FAIL",
+		printf("%s %s (%.1f ms)\n", test_failures == before ? "ok  " : "FAIL",
 		       tests[i].name, (double)(clock_ns() - start) / MS);
 	}
-	if (failures) {
-		printf("%d check(s) failed\n", failures);
+	if (test_failures) {
+		printf("%d check(s) failed\n", test_failures);
 		return 1;
 	}
 	return 0;

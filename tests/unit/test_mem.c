@@ -5,6 +5,7 @@
  * guest costs only the pages written. Single-threaded (RCU-registered).
  * Exit 0: pass; 1: fail, with every failed check printed.
  */
+#include "tests/check.h"
 #include "core/mem.h"
 #include "core/util.h"
 #include "rcu/rcu.h"
@@ -12,22 +13,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-
-static int test_failures;
-
-#define CHECK(cond, ...)                                                        \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: FAIL (%s): ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                           \
-			fputc('\n', stderr);                                    \
-			test_failures++;                                        \
-		}                                                               \
-	} while (0)
-
-#define CHECK_U(got, want) \
-	CHECK((uint64_t)(got) == (uint64_t)(want), "got %#llx, want %#llx", \
-	      (unsigned long long)(got), (unsigned long long)(want))
 
 #define HOLE MEM_PCI_HOLE_START
 
