@@ -422,6 +422,23 @@ static int vmm_run(const struct vm_config *cfg)
 	return 1;
 }
 
+/* Host facts a config depends on, checked before any KVM call. */
+static int vmm_check_host(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < cfg->n_iothreads; i++) {
+		const struct iothread_config *t = &cfg->iothreads[i];
+		unsigned bad;
+
+		if (iothread_check_cpus(t, &bad)) {
+			snprintf(err, errlen, "%s:%u: iothread.%s.cpus: expected CPUs online on this "
+				 "host (/sys/devices/system/cpu/online), found %u",
+				 cfg->path, t->cpus_line, t->name, bad);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmm CONFIG          boot the VM described by CONFIG\n"
@@ -436,7 +453,7 @@ int main(int argc, char **argv)
 	static struct vm_config cfg;
 	bool check = false;
 	const char *path;
-	char err[1024];
+	char err[PATH_MAX + 1024];
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);
@@ -453,7 +470,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	path = argv[argc - 1];
-	if (config_load(path, &cfg, err, sizeof(err)) || boot_check(&cfg, err, sizeof(err))) {
+	if (config_load(path, &cfg, err, sizeof(err)) || vmm_check_host(&cfg, err, sizeof(err)) ||
+	    boot_check(&cfg, err, sizeof(err))) {
 		log_msg("%s", err);
 		return 1;
 	}

@@ -519,6 +519,7 @@ static int cfg_set_cpus(struct cfg_parser *p, const struct cfg_value *v)
 		p->iot->cpus[i] = (unsigned)cpu;
 	}
 	p->iot->n_cpus = v->n;
+	p->iot->cpus_line = p->lineno;
 	return 0;
 }
 

@@ -28,6 +28,7 @@ struct iothread_config {
 	char name[CONFIG_NAME_MAX];
 	unsigned n_cpus;		/* 0: no affinity */
 	unsigned cpus[CONFIG_MAX_CPUS];
+	unsigned cpus_line;		/* where cpus was given, for messages */
 	uint64_t poll_max_ns;		/* 0: no busy-polling */
 };
 

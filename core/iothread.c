@@ -70,20 +70,30 @@ static const char *iothread_cpu_list(const struct iothread_config *cfg, char *bu
 	return buf;
 }
 
+int iothread_check_cpus(const struct iothread_config *cfg, unsigned *bad_cpu)
+{
+	for (unsigned i = 0; i < cfg->n_cpus; i++) {
+		if (cfg->cpus[i] >= CPU_SETSIZE || !iothread_cpu_online(cfg->cpus[i])) {
+			*bad_cpu = cfg->cpus[i];
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 static int iothread_set_affinity(const struct iothread_config *cfg)
 {
 	char list[128];
 	cpu_set_t set;
-	unsigned i;
+	unsigned i, bad;
 
-	CPU_ZERO(&set);
-	for (i = 0; i < cfg->n_cpus; i++) {
-		if (cfg->cpus[i] >= CPU_SETSIZE || !iothread_cpu_online(cfg->cpus[i])) {
-			log_msg("iothread %s: CPU %u is not online", cfg->name, cfg->cpus[i]);
-			return -EINVAL;
-		}
-		CPU_SET(cfg->cpus[i], &set);
+	if (iothread_check_cpus(cfg, &bad)) {
+		log_msg("iothread %s: CPU %u is not online", cfg->name, bad);
+		return -EINVAL;
 	}
+	CPU_ZERO(&set);
+	for (i = 0; i < cfg->n_cpus; i++)
+		CPU_SET(cfg->cpus[i], &set);
 	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
 		log_msg("iothread %s: sched_setaffinity to CPUs %s: %s (outside this "
 			"process's cpuset?)", cfg->name, iothread_cpu_list(cfg, list, sizeof(list)),

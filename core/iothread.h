@@ -23,6 +23,10 @@ struct iothread;
  */
 int iothread_start(const struct iothread_config *cfg, struct iothread **out);
 
+/* Checks that every CPU in cfg->cpus is online on this host. Returns 0, or
+ * -EINVAL with the first CPU that is not in *bad_cpu. Any thread. */
+int iothread_check_cpus(const struct iothread_config *cfg, unsigned *bad_cpu);
+
 /* The thread's loop; valid until iothread_stop. Any thread. */
 struct loop *iothread_loop(struct iothread *t);
 

@@ -563,7 +563,9 @@ static void test_examples(void)
 	while (d && (de = readdir(d))) {
 		size_t len = strlen(de->d_name);
 
-		if (len < 5 || strcmp(de->d_name + len - 5, ".toml"))
+		/* host-*.toml parse fine and fail vmm's host checks
+		 * (tests/config/test_broken_examples.sh runs those). */
+		if (len < 5 || strcmp(de->d_name + len - 5, ".toml") || !strncmp(de->d_name, "host-", 5))
 			continue;
 		snprintf(path, sizeof(path), "examples/broken/%s", de->d_name);
 		ret = test_expectation(path, want, sizeof(want));
