@@ -280,18 +280,10 @@ static int boot_read_initrd(struct mem_map *mem, const struct boot_plan *p)
 	return 0;
 }
 
-static int boot_load_bzimage(struct mem_map *mem, const struct boot_plan *p, uint64_t rsdp,
-			     struct boot_setup *out)
+static int boot_load_bzimage(struct mem_map *mem, const struct boot_plan *p,
+			     const struct boot_handoff *h, struct boot_setup *out)
 {
 	uint8_t *zp = mem_translate(mem, BOOT_ZERO_PAGE_ADDR, BZIMAGE_ZERO_PAGE_SIZE);
-	const struct bzimage_boot b = {
-		.cmdline_addr = BOOT_CMDLINE_ADDR,
-		.initrd_addr = (uint32_t)p->initrd_addr,
-		.initrd_size = (uint32_t)p->initrd_size,
-		.rsdp_addr = rsdp,
-		.e820 = p->e820,
-		.n_e820 = p->n_e820,
-	};
 	int ret;
 
 	if (!zp)
@@ -299,7 +291,7 @@ static int boot_load_bzimage(struct mem_map *mem, const struct boot_plan *p, uin
 	ret = mem_write(mem, BOOT_KERNEL_ADDR, p->kernel + p->bz.setup_size,
 			p->kernel_len - p->bz.setup_size);
 	if (!ret)
-		ret = bzimage_fill_zero_page(zp, p->kernel, &b);
+		ret = bzimage_fill_zero_page(zp, p->kernel, h);
 	if (!ret)
 		ret = boot_write_page_tables(mem);
 	/* The 64-bit entry point is 0x200 past the 32-bit one. */
@@ -308,26 +300,18 @@ static int boot_load_bzimage(struct mem_map *mem, const struct boot_plan *p, uin
 	return ret;
 }
 
-static int boot_load_pvh(struct mem_map *mem, const struct boot_plan *p, uint64_t rsdp,
-			 struct boot_setup *out)
+static int boot_load_pvh(struct mem_map *mem, const struct boot_plan *p,
+			 const struct boot_handoff *h, struct boot_setup *out)
 {
 	const size_t room = BOOT_ZERO_PAGE_ADDR - BOOT_START_INFO_ADDR;
 	uint8_t *si = mem_translate(mem, BOOT_START_INFO_ADDR, room);
-	const struct pvh_boot b = {
-		.cmdline_addr = BOOT_CMDLINE_ADDR,
-		.initrd_addr = p->initrd_addr,
-		.initrd_size = p->initrd_size,
-		.rsdp_addr = rsdp,
-		.e820 = p->e820,
-		.n_e820 = p->n_e820,
-	};
 	int ret;
 
 	if (!si)
 		return -EFAULT;
 	ret = pvh_load(p->kernel, mem);
 	if (!ret)
-		ret = pvh_fill_start_info(si, room, BOOT_START_INFO_ADDR, &b);
+		ret = pvh_fill_start_info(si, room, BOOT_START_INFO_ADDR, h);
 	*out = (struct boot_setup){ .long_mode = false, .entry = p->pvh.entry,
 				    .arg = BOOT_START_INFO_ADDR };
 	return ret < 0 ? ret : 0;
@@ -359,9 +343,18 @@ int boot_load(struct mem_map *mem, const struct vm_config *cfg, uint64_t rsdp_ad
 		ret = mem_write(mem, BOOT_CMDLINE_ADDR, cfg->cmdline, strlen(cfg->cmdline) + 1);
 	if (!ret && p.initrd_fd >= 0)
 		ret = boot_read_initrd(mem, &p);
-	if (!ret)
-		ret = p.is_elf ? boot_load_pvh(mem, &p, rsdp_addr, out)
-			       : boot_load_bzimage(mem, &p, rsdp_addr, out);
+	if (!ret) {
+		const struct boot_handoff h = {
+			.cmdline_addr = BOOT_CMDLINE_ADDR,
+			.initrd_addr = p.initrd_addr,
+			.initrd_size = p.initrd_size,
+			.rsdp_addr = rsdp_addr,
+			.e820 = p.e820,
+			.n_e820 = p.n_e820,
+		};
+
+		ret = p.is_elf ? boot_load_pvh(mem, &p, &h, out) : boot_load_bzimage(mem, &p, &h, out);
+	}
 	if (ret)
 		snprintf(err, errlen, "loading %s into guest RAM: %s", cfg->kernel, strerror(-ret));
 	boot_plan_free(&p);

@@ -109,13 +109,14 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *info,
 	return 0;
 }
 
-int bzimage_fill_zero_page(uint8_t *zp, const uint8_t *img, const struct bzimage_boot *b)
+int bzimage_fill_zero_page(uint8_t *zp, const uint8_t *img, const struct boot_handoff *b)
 {
 	struct bzimage_setup_header h;
 	/* The header runs to the end of the jump's target (byte 0x201). */
 	size_t hdr_len = 0x202 + img[0x201] - HDR_OFFSET;
 
-	if (b->n_e820 > ZP_E820_MAX)
+	if (b->n_e820 > ZP_E820_MAX || b->cmdline_addr >> 32 ||
+	    (b->initrd_size && (b->initrd_addr + b->initrd_size - 1) >> 32))
 		return -EINVAL;
 	memset(zp, 0, BZIMAGE_ZERO_PAGE_SIZE);
 	if (hdr_len > sizeof(h))
@@ -125,9 +126,9 @@ int bzimage_fill_zero_page(uint8_t *zp, const uint8_t *img, const struct bzimage
 	h.type_of_loader = LOADER_UNDEFINED;
 	h.loadflags |= LOADFLAG_CAN_USE_HEAP;
 	h.heap_end_ptr = 0xfe00;
-	h.cmd_line_ptr = b->cmdline_addr;
-	h.ramdisk_image = b->initrd_size ? b->initrd_addr : 0;
-	h.ramdisk_size = b->initrd_size;
+	h.cmd_line_ptr = (uint32_t)b->cmdline_addr;
+	h.ramdisk_image = b->initrd_size ? (uint32_t)b->initrd_addr : 0;
+	h.ramdisk_size = (uint32_t)b->initrd_size;
 	memcpy(zp + HDR_OFFSET, &h, sizeof(h));
 	memcpy(zp + ZP_ACPI_RSDP_ADDR, &b->rsdp_addr, sizeof(b->rsdp_addr));
 	zp[ZP_E820_ENTRIES] = (uint8_t)b->n_e820;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/e820.h"
+#include "core/handoff.h"
 
 #define BZIMAGE_ZERO_PAGE_SIZE 4096
 
@@ -27,16 +27,9 @@ struct bzimage_info {
 int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *info,
 		  char *err, size_t errlen);
 
-struct bzimage_boot {
-	uint32_t cmdline_addr;
-	uint32_t initrd_addr, initrd_size;	/* 0 size: none */
-	uint64_t rsdp_addr;
-	const struct e820_entry *e820;
-	unsigned n_e820;
-};
-
 /* Fills the zero page `zp` (BZIMAGE_ZERO_PAGE_SIZE bytes) for the image.
- * Returns 0 or -EINVAL (too many e820 entries). */
-int bzimage_fill_zero_page(uint8_t *zp, const uint8_t *img, const struct bzimage_boot *b);
+ * Returns 0, or -EINVAL for more e820 entries than the zero page holds or a
+ * command line or initrd above 4 GiB (its fields are 32-bit). */
+int bzimage_fill_zero_page(uint8_t *zp, const uint8_t *img, const struct boot_handoff *b);
 
 #endif

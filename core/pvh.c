@@ -183,7 +183,7 @@ int pvh_load(const uint8_t *img, struct mem_map *mem)
 	return 0;
 }
 
-int pvh_fill_start_info(uint8_t *buf, size_t size, uint64_t buf_gpa, const struct pvh_boot *b)
+int pvh_fill_start_info(uint8_t *buf, size_t size, uint64_t buf_gpa, const struct boot_handoff *b)
 {
 	size_t mod_off = sizeof(struct pvh_start_info);
 	size_t map_off = mod_off + sizeof(struct pvh_module);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/e820.h"
+#include "core/handoff.h"
 
 struct mem_map;
 
@@ -30,16 +30,8 @@ int pvh_parse(const uint8_t *img, size_t len, struct pvh_info *info, char *err, 
  * bss. The image must have passed pvh_parse. Returns 0 or -EFAULT. */
 int pvh_load(const uint8_t *img, struct mem_map *mem);
 
-struct pvh_boot {
-	uint64_t cmdline_addr;
-	uint64_t initrd_addr, initrd_size;	/* 0 size: none */
-	uint64_t rsdp_addr;
-	const struct e820_entry *e820;
-	unsigned n_e820;
-};
-
 /* Writes start_info, then the module list and memory map, into buf, which
  * the guest sees at buf_gpa. Returns bytes used or -ENOSPC. */
-int pvh_fill_start_info(uint8_t *buf, size_t size, uint64_t buf_gpa, const struct pvh_boot *b);
+int pvh_fill_start_info(uint8_t *buf, size_t size, uint64_t buf_gpa, const struct boot_handoff *b);
 
 #endif

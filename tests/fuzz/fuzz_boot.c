@@ -49,7 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void fuzz_bzimage(const uint8_t *data, size_t size)
 {
-	const struct bzimage_boot b = {
+	const struct boot_handoff b = {
 		.cmdline_addr = 0x20000, .initrd_addr = 0x800000, .initrd_size = 0x1000,
 		.rsdp_addr = 0xe0000, .e820 = fuzz_e820, .n_e820 = (unsigned)fuzz_n_e820,
 	};

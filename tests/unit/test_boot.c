@@ -251,7 +251,7 @@ static void test_zero_page(void)
 {
 	static uint8_t img[SYN_LEN], zp[BZIMAGE_ZERO_PAGE_SIZE];
 	struct e820_entry e[129];
-	struct bzimage_boot b = {
+	struct boot_handoff b = {
 		.cmdline_addr = 0x20000, .initrd_addr = 0x7f00000, .initrd_size = 0x12345,
 		.rsdp_addr = 0xe0000, .e820 = e, .n_e820 = 5,
 	};
@@ -306,6 +306,19 @@ static void test_zero_page(void)
 	memset(zp, 0xaa, sizeof(zp));
 	CHECK_U(bzimage_fill_zero_page(zp, img, &b), -EINVAL);
 	CHECK_U(zp[0], 0xaa);
+
+	/* The zero page's pointers are 32-bit: nothing may end above 4 GiB. */
+	b.n_e820 = 5;
+	b.initrd_addr = 0xffffe000;
+	b.initrd_size = 0x2000;
+	CHECK_U(bzimage_fill_zero_page(zp, img, &b), 0);
+	b.initrd_size = 0x2001;
+	CHECK_U(bzimage_fill_zero_page(zp, img, &b), -EINVAL);
+	b.initrd_size = 0;
+	b.initrd_addr = 1ULL << 32;
+	CHECK_U(bzimage_fill_zero_page(zp, img, &b), 0);	/* no initrd: address unused */
+	b.cmdline_addr = 1ULL << 32;
+	CHECK_U(bzimage_fill_zero_page(zp, img, &b), -EINVAL);
 }
 
 /* Sorted, non-overlapping, and each one as listed. */
@@ -631,7 +644,7 @@ static void test_pvh_start_info(void)
 {
 	static uint8_t buf[4096];
 	struct e820_entry e[5];
-	struct pvh_boot b = {
+	struct boot_handoff b = {
 		.cmdline_addr = 0x20000, .initrd_addr = 0x7000000, .initrd_size = 0x4321,
 		.rsdp_addr = 0xe0000, .e820 = e, .n_e820 = 5,
 	};
