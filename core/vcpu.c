@@ -247,8 +247,8 @@ static bool vcpu_handle_exit(struct vcpu *v)
 	case KVM_EXIT_INTR:
 		return true;
 	case KVM_EXIT_SHUTDOWN:
-		vm_shutdown_request(sd, 1, "vCPU %u: triple fault (KVM_EXIT_SHUTDOWN) at rip 0x%llx",
-				    v->id, (unsigned long long)vcpu_rip(v));
+		/* No rip: on AMD, KVM has already reset the vCPU to 0xfff0. */
+		vm_shutdown_request(sd, 1, "vCPU %u: triple fault (KVM_EXIT_SHUTDOWN)", v->id);
 		return false;
 	case KVM_EXIT_SYSTEM_EVENT:
 		vcpu_handle_system_event(v);
