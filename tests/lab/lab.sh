@@ -22,7 +22,7 @@
 #   tests/lab/lab.sh [-i] [-f FILE]... SCRIPT
 #
 # Environment: LAB_MODE=direct|lab, LAB_TIMEOUT (seconds, default 600),
-# LAB_SILENT_MAX (stop an L1 that prints nothing for this long, default 120),
+# LAB_BOOT_MAX (stop an L1 that has not come up after this long, default 120),
 # LAB_QEMU (default qemu-system-x86_64), LAB_VMM (default ./vmm).
 
 LAB_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -149,13 +149,13 @@ lab_qemu_argv() {
 # failed lab test once).
 LAB_LOCKUP='watchdog: BUG: soft lockup'
 
-# Seconds within which a healthy L1 prints its first line (it takes ~10).
-LAB_SILENT_MAX=${LAB_SILENT_MAX:-120}
+# Seconds within which a healthy L1 prints LAB-L1-UP (it takes ~10).
+LAB_BOOT_MAX=${LAB_BOOT_MAX:-120}
 
 # lab_qemu_watched TMP: runs L1 without a terminal, its console to stdout and
-# TMP/console.log, and stops it early if L1 reports a soft lockup or prints
-# nothing for LAB_SILENT_MAX seconds. Sets rc to QEMU's status (124/137 on
-# timeout).
+# TMP/console.log, and stops it early if L1 reports a soft lockup or has not
+# come up (LAB-L1-UP from l1-init) within LAB_BOOT_MAX seconds. Sets rc to
+# QEMU's status (124/137 on timeout).
 lab_qemu_watched() {
 	local tmp=$1 watch
 	: >"$tmp/console.log"
@@ -164,8 +164,8 @@ lab_qemu_watched() {
 		while sleep 2; do
 			waited=$((waited + 2))
 			if grep -q "$LAB_LOCKUP" "$tmp/console.log" ||
-				{ [ $waited -ge $LAB_SILENT_MAX ] && [ ! -s "$tmp/console.log" ]; }; then
-				echo "lab: stopping L1 (soft lockup, or silent for $waited s)" >&2
+				{ [ $waited -ge $LAB_BOOT_MAX ] && ! grep -q LAB-L1-UP "$tmp/console.log"; }; then
+				echo "lab: stopping L1 (a soft lockup, or not up after $waited s)" >&2
 				exec pkill -f "$tmp/l1.cpio"
 			fi
 		done
