@@ -60,6 +60,7 @@ struct bzimage_setup_header {
 #define LOADFLAG_CAN_USE_HEAP 0x80
 #define XLF_KERNEL_64 0x1
 #define MIN_VERSION 0x020c		/* xloadflags and the 64-bit entry */
+#define MIN_HDR_END 0x264		/* through init_size, read by bzimage_parse */
 
 /* Zero page fields outside the setup header. */
 #define ZP_ACPI_RSDP_ADDR 0x070
@@ -88,6 +89,13 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage_info *info,
 	memcpy(&h, img + HDR_OFFSET, sizeof(h));
 	if (h.boot_flag != BOOT_FLAG || h.header != HDR_MAGIC)
 		return bzimage_fail(err, errlen, "not a bzImage (no HdrS setup header)");
+	/* The header ends where the jump at 0x200 lands; fields past that end
+	 * are not the kernel's, and would not reach the zero page. */
+	if (0x202 + img[0x201] < MIN_HDR_END) {
+		snprintf(err, errlen, "setup header ends at 0x%x (the jump at 0x200), before the "
+			 "boot protocol 2.12 fields end at 0x%x", 0x202 + img[0x201], MIN_HDR_END);
+		return -EINVAL;
+	}
 	if (h.version < MIN_VERSION || !(h.xloadflags & XLF_KERNEL_64)) {
 		snprintf(err, errlen, "boot protocol %u.%02u without a 64-bit entry point; "
 			 "need 2.12+ with XLF_KERNEL_64", h.version >> 8, h.version & 0xff);

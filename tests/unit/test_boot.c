@@ -177,6 +177,8 @@ static const struct bz_bad bz_bad_cases[] = {
 	{ "header cut", 0, 0, 0, BZ_HDR_END - 1, "too small to be a bzImage" },
 	{ "magic", BZ_HEADER, 4, 0x53726449, 0, "not a bzImage (no HdrS setup header)" },
 	{ "boot flag", BZ_BOOT_FLAG, 2, 0xaa56, 0, "not a bzImage (no HdrS setup header)" },
+	{ "header short of init_size", BZ_JUMP + 1, 1, 0x61, 0,
+	  "setup header ends at 0x263 (the jump at 0x200), before the boot protocol 2.12 fields end at 0x264" },
 	{ "version 2.11", BZ_VERSION, 2, 0x020b, 0, bz_old },
 	{ "no XLF_KERNEL_64", BZ_XLOADFLAGS, 2, 0x7e, 0, bz_no64 },
 	{ "setup fills file", BZ_SETUP_SECTS, 1, 20, 0, "truncated: no protected-mode code after setup" },
