@@ -52,7 +52,9 @@ for f in build/fuzz/tests/fuzz/fuzz_*; do
 	n=$(basename "$f")
 	corpus=tests/fuzz/corpus/$n
 	mkdir -p "$LOGDIR/corpus-$n"
-	run_test "fuzz/$n" 600 "$f" -max_total_time="${FUZZ_SECONDS:-60}" \
+	# libFuzzer's own exit status for a crash is 77, which means "skip" here.
+	run_test "fuzz/$n" 600 "$f" -error_exitcode=1 -timeout_exitcode=1 \
+		-max_total_time="${FUZZ_SECONDS:-60}" \
 		"$LOGDIR/corpus-$n" $( [ -d "$corpus" ] && echo "$corpus")
 done
 
