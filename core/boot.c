@@ -132,34 +132,29 @@ static int boot_open_initrd(struct boot_plan *p, const struct vm_config *cfg,
 {
 	char why[PATH_MAX + 64];
 	struct stat st;
+	int ret;
 
 	p->initrd_fd = -1;
 	if (!cfg->initrd[0])
 		return 0;
 	p->initrd_fd = open(cfg->initrd, O_RDONLY | O_CLOEXEC);
 	if (p->initrd_fd < 0 || fstat(p->initrd_fd, &st) < 0) {
-		int ret = -errno;
-
+		ret = -errno;
 		boot_fail(err, errlen, cfg, cfg->line.initrd, "initrd", "cannot open %s: %s",
 			  cfg->initrd, strerror(errno));
 		return ret;
 	}
-	if (boot_check_regular(cfg->initrd, &st, why, sizeof(why)))
-		return boot_fail(err, errlen, cfg, cfg->line.initrd, "initrd", "%s", why),
-		       S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+	ret = boot_check_regular(cfg->initrd, &st, why, sizeof(why));
+	if (ret)
+		return boot_fail(err, errlen, cfg, cfg->line.initrd, "initrd", "%s", why), ret;
 	p->initrd_size = (uint64_t)st.st_size;
 	return 0;
-}
-
-static uint64_t boot_low_end(uint64_t memory)
-{
-	return memory < MEM_PCI_HOLE_START ? memory : MEM_PCI_HOLE_START;
 }
 
 /* Puts the initrd as high in low RAM as the kernel allows, above the kernel. */
 static int boot_place(struct boot_plan *p, const struct vm_config *cfg, char *err, size_t errlen)
 {
-	uint64_t top = boot_low_end(cfg->memory);
+	uint64_t top = mem_low_size(cfg->memory);
 	uint64_t need = ALIGN_UP(p->kernel_end, 4096) + ALIGN_UP(p->initrd_size, 4096);
 
 	if (!p->is_elf && p->initrd_size && top > (uint64_t)p->bz.initrd_addr_max + 1)
@@ -197,7 +192,7 @@ static void boot_plan_free(struct boot_plan *p)
 
 static int boot_plan(struct boot_plan *p, const struct vm_config *cfg, char *err, size_t errlen)
 {
-	uint64_t low = boot_low_end(cfg->memory);
+	uint64_t low = mem_low_size(cfg->memory);
 	char why[PATH_MAX + 64];
 	int ret;
 

@@ -46,7 +46,7 @@ static int mem_add_region(struct mem_snapshot *s, uint64_t gpa, uint64_t size)
 int mem_init(struct mem_map *m, uint64_t size)
 {
 	struct mem_snapshot *s;
-	uint64_t low = size < MEM_PCI_HOLE_START ? size : MEM_PCI_HOLE_START;
+	uint64_t low = mem_low_size(size);
 	int ret;
 
 	if (size == 0 || size % 4096)
@@ -131,12 +131,7 @@ int mem_read(struct mem_map *m, uint64_t gpa, void *dst, size_t len)
 	return 0;
 }
 
-uint64_t mem_low_end(struct mem_map *m)
+uint64_t mem_low_size(uint64_t size)
 {
-	uint64_t end;
-
-	rcu_read_lock();
-	end = rcu_dereference(m->snap)->regions[0].size;
-	rcu_read_unlock();
-	return end;
+	return size < MEM_PCI_HOLE_START ? size : MEM_PCI_HOLE_START;
 }

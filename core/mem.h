@@ -49,7 +49,8 @@ void *mem_translate(struct mem_map *m, uint64_t gpa, uint64_t len);
 int mem_write(struct mem_map *m, uint64_t gpa, const void *src, size_t len);
 int mem_read(struct mem_map *m, uint64_t gpa, void *dst, size_t len);
 
-/* End of RAM below 4 GiB, and total RAM size. */
-uint64_t mem_low_end(struct mem_map *m);
+/* How much of `size` bytes of RAM lies below 4 GiB: everything up to
+ * MEM_PCI_HOLE_START. Pure; the loader plans with it before a map exists. */
+uint64_t mem_low_size(uint64_t size);
 
 #endif

@@ -91,7 +91,7 @@ static void test_small(void)
 	CHECK(rs.r[0].gpa == 0 && rs.r[0].size == size && rs.r[0].hva && rs.r[0].slot == 0,
 	      "region %#llx+%#llx slot %u", (unsigned long long)rs.r[0].gpa,
 	      (unsigned long long)rs.r[0].size, rs.r[0].slot);
-	CHECK_U(mem_low_end(&m), size);
+	CHECK_U(regions_of(&m).r[0].size, size);
 	CHECK_U(mem_for_each(&m, stop_at_first, &calls), 42);
 	CHECK_U(calls, 1);
 
@@ -124,7 +124,7 @@ static void test_bad_sizes(void)
 	CHECK_U(mem_init(&m, 64 * MiB + 2048), -EINVAL);
 	CHECK(m.snap == NULL, "snapshot published on error");
 	CHECK_U(mem_init(&m, 4096), 0);
-	CHECK_U(mem_low_end(&m), 4096);
+	CHECK_U(regions_of(&m).r[0].size, 4096);
 	mem_destroy(&m);
 }
 
@@ -137,7 +137,10 @@ static void test_hole_edge(void)
 	CHECK_U(mem_init(&m, HOLE), 0);
 	rs = regions_of(&m);
 	CHECK_U(rs.n, 1);
-	CHECK_U(mem_low_end(&m), HOLE);
+	CHECK_U(mem_low_size(HOLE + 4096), HOLE);
+	CHECK_U(mem_low_size(HOLE), HOLE);
+	CHECK_U(mem_low_size(4096), 4096);
+	CHECK_U(regions_of(&m).r[0].size, HOLE);
 	check_in(&m, rs.r, HOLE - 1, 1);
 	check_out(&m, HOLE, 1);
 	check_out(&m, MEM_4G, 1);
@@ -162,7 +165,7 @@ static void test_split(void)
 	      (unsigned long long)rs.r[1].size);
 	CHECK(rs.r[0].hva + rs.r[0].size <= rs.r[1].hva || rs.r[1].hva + rs.r[1].size <= rs.r[0].hva,
 	      "host mappings overlap");
-	CHECK_U(mem_low_end(&m), HOLE);
+	CHECK_U(regions_of(&m).r[0].size, HOLE);
 	CHECK_U(mem_for_each(&m, stop_at_first, &calls), 42);
 	CHECK_U(calls, 1);
 
