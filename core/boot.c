@@ -66,11 +66,25 @@ static int boot_check_regular(const char *path, const struct stat *st, char *err
 	return ret;
 }
 
+/* Reads len bytes from offset 0; a file that ends early is -EIO. */
+static int boot_pread_full(int fd, uint8_t *dst, uint64_t len)
+{
+	uint64_t done = 0;
+
+	while (done < len) {
+		ssize_t n = pread(fd, dst + done, len - done, (off_t)done);
+
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		done += (uint64_t)n;
+	}
+	return 0;
+}
+
 static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0;
 	struct stat st;
-	size_t done = 0;
 
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		ret = -errno;
@@ -87,16 +101,10 @@ static int boot_read_file(const char *path, uint8_t **buf, size_t *len, char *er
 		snprintf(err, errlen, "%s: out of memory", path);
 		goto out;
 	}
-	while (done < *len) {
-		ssize_t n = read(fd, *buf + done, *len - done);
-
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
-			snprintf(err, errlen, "cannot read %s", path);
-			free(*buf);
-			goto out;
-		}
-		done += (size_t)n;
+	ret = boot_pread_full(fd, *buf, *len);
+	if (ret) {
+		snprintf(err, errlen, "cannot read %s", path);
+		free(*buf);
 	}
 out:
 	if (fd >= 0)
@@ -261,18 +269,8 @@ static int boot_write_page_tables(struct mem_map *mem)
 static int boot_read_initrd(struct mem_map *mem, const struct boot_plan *p)
 {
 	uint8_t *dst = mem_translate(mem, p->initrd_addr, p->initrd_size);
-	uint64_t done = 0;
 
-	if (!dst)
-		return -EFAULT;
-	while (done < p->initrd_size) {
-		ssize_t n = pread(p->initrd_fd, dst + done, p->initrd_size - done, (off_t)done);
-
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		done += (uint64_t)n;
-	}
-	return 0;
+	return dst ? boot_pread_full(p->initrd_fd, dst, p->initrd_size) : -EFAULT;
 }
 
 static int boot_load_bzimage(struct mem_map *mem, const struct boot_plan *p,
