@@ -32,6 +32,41 @@ struct iothread_config {
 	uint64_t poll_max_ns;		/* 0: no busy-polling */
 };
 
+#define CONFIG_MAX_DISKS 16
+#define CONFIG_MAX_QUEUES 64		/* per disk */
+#define CONFIG_SERIAL_MAX 20		/* virtio-blk GET_ID bytes */
+
+enum disk_format {
+	DISK_FORMAT_RAW,
+	DISK_FORMAT_NULL,		/* benchmarking aid: no file */
+};
+
+enum disk_cache {
+	DISK_CACHE_WRITEBACK,		/* host page cache */
+	DISK_CACHE_NONE,		/* O_DIRECT */
+};
+
+/* Where [disk.NAME] and its keys were found (0: not given). */
+struct disk_config_lines {
+	unsigned disk, path, format, readonly, num_queues, queue_size, iothreads, cache, serial,
+		size;
+};
+
+struct disk_config {
+	char name[CONFIG_NAME_MAX];
+	struct disk_config_lines line;
+	char path[PATH_MAX];		/* resolved; "" for format = null */
+	enum disk_format format;	/* default raw */
+	bool readonly;
+	unsigned num_queues;		/* default: the vCPU count */
+	unsigned queue_size;		/* power of two, 16..1024; default 256 */
+	unsigned n_iothreads;		/* 0: one implicit IOThread per queue, up to vCPUs */
+	unsigned iothreads[CONFIG_MAX_QUEUES];	/* indices into vm_config.iothreads */
+	enum disk_cache cache;		/* default writeback */
+	char serial[CONFIG_SERIAL_MAX + 1];	/* GET_ID; default "" */
+	uint64_t size;			/* format = null only: bytes, required */
+};
+
 /* Where [vm] and its keys were found, for messages about their values
  * (0: not given; the key's default applies). */
 struct vm_config_lines {
@@ -50,6 +85,8 @@ struct vm_config {
 	char serial_path[PATH_MAX];	/* SERIAL_OUT_FILE only, resolved */
 	unsigned n_iothreads;
 	struct iothread_config iothreads[CONFIG_MAX_IOTHREADS];
+	unsigned n_disks;		/* in file order: vda, vdb, ... */
+	struct disk_config disks[CONFIG_MAX_DISKS];
 };
 
 /*

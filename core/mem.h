@@ -49,6 +49,25 @@ void *mem_translate(struct mem_map *m, uint64_t gpa, uint64_t len);
 int mem_write(struct mem_map *m, uint64_t gpa, const void *src, size_t len);
 int mem_read(struct mem_map *m, uint64_t gpa, void *dst, size_t len);
 
+/*
+ * Dirty tracking for live migration. Device writes to guest RAM (virtio
+ * DMA) are marked in an atomic bitmap per region, one bit per 4 KiB page;
+ * vCPU writes come from KVM's own dirty log. Marking is lock-free, from
+ * any thread, and costs one relaxed load when logging is off.
+ */
+#define MEM_DIRTY_PAGE 4096ULL
+
+/* Starts or stops logging (clears the bitmaps on start). Any thread. */
+void mem_dirty_log(struct mem_map *m, bool on);
+/* Marks [gpa, gpa+len) written by a device. Any thread; ranges outside RAM
+ * are ignored. */
+void mem_dirty_mark(struct mem_map *m, uint64_t gpa, uint64_t len);
+/* Copies and clears the dirty bits of the region holding gpa, one bit per
+ * page from the region's start, into bits (region size / 4 KiB bits).
+ * Returns the number of pages in the region, or -EINVAL. Any thread;
+ * concurrent marks land either in this copy or the next one. */
+long mem_dirty_fetch(struct mem_map *m, uint64_t region_gpa, unsigned long *bits);
+
 /* How much of `size` bytes of RAM lies below 4 GiB: everything up to
  * MEM_PCI_HOLE_START. Pure; the loader plans with it before a map exists. */
 uint64_t mem_low_size(uint64_t size);

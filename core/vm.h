@@ -15,6 +15,7 @@
 
 #include "core/bus.h"
 #include "core/mem.h"
+#include "core/mutex.h"
 
 struct kvm_cpuid2;
 
@@ -28,6 +29,15 @@ struct vm_shutdown {
 	void (*notify)(struct vm_shutdown *sd);
 };
 
+/* The GSI routing table: the irqchip pins plus MSI routes. KVM only takes
+ * whole tables, so every change rewrites it, under lock. */
+struct vm_gsi_routes {
+	struct mutex lock;
+	struct kvm_irq_routing *table;	/* lock */
+	unsigned cap;			/* entries allocated; lock */
+	uint64_t msi_used[4];		/* bitmap of MSI GSIs in use; lock */
+};
+
 struct vm {
 	int kvm_fd;
 	int fd;
@@ -37,6 +47,7 @@ struct vm {
 	struct bus pio;			/* port I/O dispatch, RCU-published */
 	struct bus mmio;		/* MMIO dispatch, RCU-published */
 	struct vm_shutdown shutdown;
+	struct vm_gsi_routes routes;	/* KVM_SET_GSI_ROUTING table */
 };
 
 /* ioctl wrappers: return the ioctl's result or -errno. The checked form
@@ -52,6 +63,25 @@ void vm_destroy(struct vm *vm);
 
 /* Sets a GSI's level (ISA devices: 1 then 0 gives an edge). */
 int vm_irq_line(struct vm *vm, unsigned gsi, int level);
+
+/*
+ * MSI routes: a GSI that delivers the message (addr, data). Add allocates a
+ * GSI above the irqchip pins; set changes its message; del frees it. Any
+ * thread (vCPUs reprogram MSI-X tables); serialised by routes.lock, and
+ * slow: each call rewrites the kernel's table. 0 or -errno (-ENOSPC when
+ * no GSI is free).
+ */
+int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi);
+int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
+void vm_msi_route_del(struct vm *vm, unsigned gsi);
+
+/* KVM_IRQFD: each write of eventfd fd raises gsi (or stops doing so). Any
+ * thread. 0 or -errno. */
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign);
+
+/* KVM_IOEVENTFD on MMIO: guest writes of len bytes (0: any width) to addr
+ * signal fd instead of exiting to userspace. Any thread. 0 or -errno. */
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, int fd, bool assign);
 
 /* Records why the VM must stop and wakes the main loop. Any thread. */
 void vm_shutdown_request(struct vm_shutdown *sd, int status, const char *fmt, ...)
