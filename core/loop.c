@@ -391,6 +391,12 @@ int loop_io_fallocate(struct loop *l, struct loop_io *io, int fd, int mode,
 		.offset = offset, .len = len });
 }
 
+int loop_io_nop(struct loop *l, struct loop_io *io,
+		void (*done)(struct loop_io *io, int res))
+{
+	return loop_io_start(l, io, &(struct loop_io){ .done = done, .op = LOOP_IO_NOP, .fd = -1 });
+}
+
 /* ---- iteration ---- */
 
 /* Spins without syscalls until work shows up (true) or until `until`. */

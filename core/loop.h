@@ -182,6 +182,7 @@ enum loop_io_op {
 	LOOP_IO_FSYNC,
 	LOOP_IO_FDATASYNC,
 	LOOP_IO_FALLOCATE,
+	LOOP_IO_NOP,
 };
 
 struct loop_io {
@@ -216,5 +217,9 @@ int loop_io_fsync(struct loop *l, struct loop_io *io, int fd, bool datasync,
 int loop_io_fallocate(struct loop *l, struct loop_io *io, int fd, int mode,
 		      uint64_t offset, uint64_t len,
 		      void (*done)(struct loop_io *io, int res));
+/* Does nothing and completes with res 0, through the kernel like real I/O
+ * (same batching, same completion path): for backends without a file. */
+int loop_io_nop(struct loop *l, struct loop_io *io,
+		void (*done)(struct loop_io *io, int res));
 
 #endif

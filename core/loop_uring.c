@@ -1,7 +1,7 @@
 /*
  * io_uring backend of the event loop: one ring per loop. fd watches are
  * multishot IORING_OP_POLL_ADD requests (re-armed when the kernel ends one),
- * block I/O is READV/WRITEV/FSYNC/FALLOCATE, and the wait is one
+ * block I/O is READV/WRITEV/FSYNC/FALLOCATE (and NOP), and the wait is one
  * io_uring_enter that submits everything queued since the last wait and
  * sleeps with a relative timeout (IORING_FEAT_EXT_ARG, no timeout CQE).
  *
@@ -263,6 +263,9 @@ static int uring_io_queue(struct loop_backend *be, struct loop_io *io)
 		io_uring_prep_fallocate(sqe, io->fd, io->mode, (off_t)io->offset,
 					(off_t)io->len);
 		break;
+	case LOOP_IO_NOP:
+		io_uring_prep_nop(sqe);
+		break;
 	}
 	io_uring_sqe_set_data64(sqe, (uintptr_t)io | URING_TAG_IO);
 	return 0;
@@ -283,7 +286,7 @@ static int uring_restrict(struct io_uring *ring)
 {
 	static const uint8_t ops[] = {
 		IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_READV,
-		IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE,
+		IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE, IORING_OP_NOP,
 	};
 	struct io_uring_restriction res[ARRAY_SIZE(ops)];
 	unsigned i;

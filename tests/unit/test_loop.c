@@ -1,6 +1,6 @@
 /*
  * Event loop tests: timers, BHs across threads, fd watches (pipe, signalfd),
- * block I/O on a real file, batching past the submission queue size,
+ * block I/O on a real file, batching past the submission queue size, NOPs,
  * re-entrancy asserts, loop_stop, and busy-polling. Exit 0 pass, 1 fail,
  * 77 when io_uring is unavailable here.
  */
@@ -533,6 +533,35 @@ static void test_block_io(void)
 	loop_free(l);
 }
 
+/* NOPs complete with 0 through the ring, never inside the call, and more
+ * of them than the submission queue holds all complete. */
+static void test_io_nop(void)
+{
+	static struct tio t[BATCH];
+	struct loop *l = new_loop("nop", 0);
+	uint64_t end = clock_ns() + 5000 * MS;
+	int i, done = 0, bad = 0;
+
+	memset(t, 0, sizeof(t));
+	for (i = 0; i < BATCH; i++) {
+		t[i].res = 1;
+		CHECK(loop_io_nop(l, &t[i].io, tio_done) == 0, "loop_io_nop %d", i);
+	}
+	for (i = 0; i < BATCH; i++)
+		done += atomic_load(&t[i].done);
+	CHECK(done == 0, "%d NOPs completed inside loop_io_nop", done);
+	while (done < BATCH && clock_ns() < end) {
+		loop_run_once(l, true);
+		for (i = 0, done = 0; i < BATCH; i++)
+			done += atomic_load(&t[i].done);
+	}
+	for (i = 0; i < BATCH; i++)
+		bad += t[i].res != 0;
+	CHECK(done == BATCH, "%d of %d NOPs completed", done, BATCH);
+	CHECK(bad == 0, "%d NOPs completed with a result other than 0", bad);
+	loop_free(l);
+}
+
 /* ---- re-entrancy ---- */
 
 static struct loop *reenter_loop;
@@ -693,6 +722,7 @@ static const struct {
 	{ "fd_pipe", test_fd_pipe },
 	{ "fd_signalfd", test_fd_signalfd },
 	{ "block_io", test_block_io },
+	{ "io_nop", test_io_nop },
 	{ "stop", test_stop },
 	{ "busy_poll", test_busy_poll },
 	{ "unavailable_reason", test_unavailable_reason },
