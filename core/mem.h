@@ -16,6 +16,11 @@
 
 #define MEM_PCI_HOLE_START 0xC0000000ULL
 #define MEM_4G 0x100000000ULL
+/* PCI ECAM (MMCONFIG) for bus 0 only: 32 slots x 8 functions x 4 KiB. The
+ * hole below it, [MEM_PCI_HOLE_START, MEM_PCI_ECAM_BASE), is the 32-bit BAR
+ * window. e820 marks the ECAM reserved and the ACPI MCFG points at it. */
+#define MEM_PCI_ECAM_BASE 0xE0000000ULL
+#define MEM_PCI_ECAM_SIZE 0x100000ULL
 
 struct mem_region {
 	uint64_t gpa;

@@ -26,8 +26,8 @@
 
 #define PCI_CONF1_PORT 0xcf8		/* address at 0xcf8, data at 0xcfc..0xcff */
 #define PCI_CONF1_LEN 8
-#define PCI_ECAM_BASE 0xE0000000ULL	/* bus 0 only: 32 slots x 8 functions x 4 KiB */
-#define PCI_ECAM_SIZE 0x100000ULL
+#define PCI_ECAM_BASE MEM_PCI_ECAM_BASE	/* bus 0 only: 32 slots x 8 functions x 4 KiB */
+#define PCI_ECAM_SIZE MEM_PCI_ECAM_SIZE
 #define PCI_MMIO_BASE MEM_PCI_HOLE_START	/* 32-bit BAR window */
 #define PCI_MMIO_SIZE (PCI_ECAM_BASE - PCI_MMIO_BASE)
 #define PCI_CFG_SIZE 4096		/* PCIe extended config space */
