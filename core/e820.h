@@ -22,9 +22,10 @@ struct e820_entry {
 	uint32_t type;
 } __attribute__((packed));
 
-/* Fills out[] for RAM [0, low_end) and [4 GiB, 4 GiB + high_size). Returns
- * the number of entries (at most 5), or -ENOSPC if max is too small.
- * low_end must be above 1 MiB. */
+/* Fills out[] for RAM [0, low_end) and [4 GiB, 4 GiB + high_size), with the
+ * legacy areas and the PCI ECAM (MEM_PCI_ECAM_BASE) reserved. Returns the
+ * number of entries (at most 6), -ENOSPC if max is too small, or -EINVAL
+ * unless 1 MiB < low_end <= MEM_PCI_HOLE_START. */
 int e820_build(uint64_t low_end, uint64_t high_size, struct e820_entry *out, unsigned max);
 
 #endif

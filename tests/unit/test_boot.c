@@ -344,23 +344,26 @@ static void test_e820(void)
 		{ 0x9fc00, 0x400, E820_RESERVED },
 		{ 0xe0000, 0x20000, E820_RESERVED },
 		{ 0x100000, 64 * MiB - 0x100000, E820_RAM },
+		{ 0xE0000000, 0x100000, E820_RESERVED },	/* PCI ECAM */
 	};
 	const struct e820_entry big[] = {
 		{ 0, 0x9fc00, E820_RAM },
 		{ 0x9fc00, 0x400, E820_RESERVED },
 		{ 0xe0000, 0x20000, E820_RESERVED },
 		{ 0x100000, 0xC0000000 - 0x100000, E820_RAM },
+		{ 0xE0000000, 0x100000, E820_RESERVED },
 		{ 0x100000000, 2 * GiB, E820_RAM },
 	};
 	struct e820_entry e[8];
 
 	memset(e, 0, sizeof(e));
-	check_e820(e, e820_build(64 * MiB, 0, e, 8), small, 4);
-	check_e820(e, e820_build(64 * MiB, 0, e, 4), small, 4);
-	check_e820(e, e820_build(0xC0000000, 2 * GiB, e, 8), big, 5);
-	CHECK_U(e820_build(64 * MiB, 0, e, 3), -ENOSPC);
-	CHECK_U(e820_build(0xC0000000, 2 * GiB, e, 4), -ENOSPC);
+	check_e820(e, e820_build(64 * MiB, 0, e, 8), small, 5);
+	check_e820(e, e820_build(64 * MiB, 0, e, 5), small, 5);
+	check_e820(e, e820_build(0xC0000000, 2 * GiB, e, 8), big, 6);
+	CHECK_U(e820_build(64 * MiB, 0, e, 4), -ENOSPC);
+	CHECK_U(e820_build(0xC0000000, 2 * GiB, e, 5), -ENOSPC);
 	CHECK_U(e820_build(0x100000, 0, e, 8), -EINVAL);
+	CHECK_U(e820_build(0xC0000000 + 0x1000, 0, e, 8), -EINVAL);	/* RAM into the PCI hole */
 }
 
 /*
@@ -825,7 +828,7 @@ static void run_bz_load(const char *kernel, uint64_t memory, const uint8_t *init
 	      (unsigned long long)bs.arg);
 	check_bz_loaded(&m, kimg, klen, initrd, isize, top);
 	CHECK_U(((const uint8_t *)mem_translate(&m, BOOT_ZERO_PAGE_ADDR, 4096))[ZP_E820_ENTRIES],
-		memory > 0xC0000000 ? 5 : 4);
+		memory > 0xC0000000 ? 6 : 5);
 	mem_destroy(&m);
 	free(kimg);
 }
@@ -879,7 +882,7 @@ static void test_boot_pvh(const uint8_t *initrd, size_t isize)
 	      rd64(si + 56) + isize > 32 * MiB - 4096, "PVH initrd at %#llx",
 	      (unsigned long long)rd64(si + 56));
 	CHECK(!memcmp(mem_translate(&m, rd64(si + 56), isize), initrd, isize), "PVH initrd bytes");
-	CHECK_U(rd32(si + 48), 4);
+	CHECK_U(rd32(si + 48), 5);	/* memmap entries: 4 below 1 MiB and RAM, the ECAM */
 	CHECK_U(rd64(si + 16), BOOT_START_INFO_ADDR + 56);
 	CHECK_U(rd64(si + 40), BOOT_START_INFO_ADDR + 88);
 	CHECK(!memcmp(mem_translate(&m, ELF_LOAD_PADDR, ELF_LOAD_FILESZ), s->img + ELF_LOAD_OFF,
