@@ -52,6 +52,7 @@ struct block_req {
 	uint64_t len;
 	size_t done_bytes;
 	void *bounce;			/* O_DIRECT with unaligned buffers */
+	struct iovec one;		/* a one-buffer transfer: bounce or zeroes */
 };
 
 /*
@@ -70,14 +71,18 @@ bool block_readonly(const struct block *b);
  * unaligned buffers still work, through a bounce buffer. */
 unsigned block_align(const struct block *b);
 /* Whether discard and write_zeroes really deallocate (holes), else they
- * write zeroes. */
+ * write zeroes. A writable raw image starts true and turns false for good
+ * once the file system refuses to punch a hole. Any thread. */
 bool block_can_unmap(const struct block *b);
 
 /*
  * Requests. offset and lengths are in bytes and must lie inside the image
  * (the device checks; drivers assert). The iovec array belongs to the
  * request until done and the driver may modify it. Each returns 0 (done
- * will run) or -errno (it will not), e.g. -EROFS on a readonly image.
+ * will run) or -errno (it will not), e.g. -EROFS on a readonly image,
+ * -EINVAL for an empty request or, on an image whose block_align is above
+ * 1, an offset or total length that is not a multiple of it (buffers and
+ * single iovec lengths may be unaligned). Owner thread of l.
  */
 int block_readv(struct block *b, struct loop *l, struct block_req *r, struct iovec *iov,
 		unsigned niov, uint64_t offset, void (*done)(struct block_req *r, int res));
