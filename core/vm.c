@@ -1,6 +1,13 @@
 /*
  * KVM VM setup (see vm.h). Model: KVM selftests' checked ioctl wrappers and
  * kvmtool's kvm__init, unwound with one label per resource.
+ *
+ * The GSI routing table (vm->routes) is owned by this file: the irqchip
+ * entries written at create, then MSI routes added, changed and removed
+ * from any thread under routes.lock. KVM only replaces whole tables, so
+ * each change rewrites it; an add or set that the kernel refuses is undone
+ * in our copy, so the copy stays what the kernel has. irqfds and
+ * ioeventfds are plain ioctls on the VM fd, which KVM serialises itself.
  */
 #include "core/vm.h"
 
@@ -76,6 +83,11 @@ static int vm_get_cpuid(struct vm *vm)
 
 #define VM_IOAPIC_PINS 24
 #define VM_PIC_IRQS 16
+/* MSI routes take the GSIs right above the IOAPIC pins, one bit each in
+ * routes.msi_used. */
+#define VM_MSI_GSI_BASE VM_IOAPIC_PINS
+#define VM_MSI_GSIS (8 * sizeof(((struct vm_gsi_routes *)0)->msi_used))
+#define VM_ROUTES_INITIAL (VM_IOAPIC_PINS + VM_PIC_IRQS + 16)
 
 static struct kvm_irq_routing_entry vm_route(unsigned gsi, unsigned chip, unsigned pin)
 {
@@ -85,29 +97,99 @@ static struct kvm_irq_routing_entry vm_route(unsigned gsi, unsigned chip, unsign
 	};
 }
 
+static struct kvm_irq_routing_entry vm_msi_entry(unsigned gsi, uint64_t addr, uint32_t data)
+{
+	return (struct kvm_irq_routing_entry){
+		.gsi = gsi, .type = KVM_IRQ_ROUTING_MSI,
+		.u.msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32),
+			   .data = data },
+	};
+}
+
+/* Room for one more entry; the old table stays valid on -ENOMEM. */
+static int vm_routes_reserve(struct vm *vm) REQUIRES(&vm->routes.lock)
+{
+	struct vm_gsi_routes *rt = &vm->routes;
+	struct kvm_irq_routing *t;
+	unsigned cap = rt->cap ? rt->cap * 2 : VM_ROUTES_INITIAL;
+
+	if (rt->table && rt->table->nr < rt->cap)
+		return 0;
+	t = realloc(rt->table, sizeof(*t) + cap * sizeof(t->entries[0]));
+	if (!t)
+		return -ENOMEM;
+	if (!rt->table)
+		*t = (struct kvm_irq_routing){ .nr = 0 };
+	rt->table = t;
+	rt->cap = cap;
+	return 0;
+}
+
+static int vm_routes_commit(struct vm *vm) REQUIRES(&vm->routes.lock)
+{
+	return vm_ioctl(vm->fd, KVM_SET_GSI_ROUTING, vm->routes.table);
+}
+
+static bool vm_msi_gsi_used(struct vm *vm, unsigned gsi) REQUIRES(&vm->routes.lock)
+{
+	const struct vm_gsi_routes *rt = &vm->routes;
+	unsigned i = gsi - VM_MSI_GSI_BASE;
+
+	return gsi >= VM_MSI_GSI_BASE && i < VM_MSI_GSIS && (rt->msi_used[i / 64] >> (i % 64) & 1);
+}
+
+static void vm_msi_gsi_mark(struct vm *vm, unsigned gsi, bool used) REQUIRES(&vm->routes.lock)
+{
+	struct vm_gsi_routes *rt = &vm->routes;
+	unsigned i = gsi - VM_MSI_GSI_BASE;
+	uint64_t bit = 1ULL << (i % 64);
+
+	rt->msi_used[i / 64] = used ? rt->msi_used[i / 64] | bit : rt->msi_used[i / 64] & ~bit;
+}
+
+/* The table entry of an MSI GSI in use, or NULL. */
+static struct kvm_irq_routing_entry *vm_msi_find(struct vm *vm, unsigned gsi)
+	REQUIRES(&vm->routes.lock)
+{
+	struct kvm_irq_routing *t = vm->routes.table;
+
+	if (!vm_msi_gsi_used(vm, gsi))
+		return NULL;
+	for (unsigned i = 0; i < t->nr; i++)
+		if (t->entries[i].gsi == gsi)
+			return &t->entries[i];
+	return NULL;
+}
+
 /* KVM's default routing sends GSI 0 (the PIT) to IOAPIC pin 0; a PC wires
  * it to pin 2, which is what the MADT's IRQ0 -> GSI 2 override tells the
- * guest. Every other ISA IRQ keeps its PIC line and IOAPIC pin. */
+ * guest. Every other ISA IRQ keeps its PIC line and IOAPIC pin. The table
+ * is kept in vm->routes, where MSI routes are appended. */
 static int vm_set_irq_routing(struct vm *vm)
 {
 	struct kvm_irq_routing *r;
-	unsigned n = 0;
 	int ret;
 
-	r = calloc(1, sizeof(*r) + (VM_IOAPIC_PINS + VM_PIC_IRQS) * sizeof(r->entries[0]));
-	if (!r)
-		return -ENOMEM;
-	for (unsigned gsi = 0; gsi < VM_PIC_IRQS; gsi++)
+	mutex_lock(&vm->routes.lock);
+	ret = vm_routes_reserve(vm);
+	r = vm->routes.table;
+	for (unsigned gsi = 0; !ret && gsi < VM_PIC_IRQS; gsi++)
 		if (gsi != 2)
-			r->entries[n++] = vm_route(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
-								: KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
-	for (unsigned gsi = 0; gsi < VM_IOAPIC_PINS; gsi++)
+			r->entries[r->nr++] = vm_route(gsi, gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+								   : KVM_IRQCHIP_PIC_SLAVE, gsi % 8);
+	for (unsigned gsi = 0; !ret && gsi < VM_IOAPIC_PINS; gsi++)
 		if (gsi != 2)
-			r->entries[n++] = vm_route(gsi, KVM_IRQCHIP_IOAPIC, gsi ? gsi : 2);
-	r->nr = n;
-	ret = vm_ioctl(vm->fd, KVM_SET_GSI_ROUTING, r);
-	free(r);
+			r->entries[r->nr++] = vm_route(gsi, KVM_IRQCHIP_IOAPIC, gsi ? gsi : 2);
+	if (!ret)
+		ret = vm_routes_commit(vm);
+	mutex_unlock(&vm->routes.lock);
 	return ret;
+}
+
+static void vm_routes_destroy(struct vm_gsi_routes *rt)
+{
+	free(rt->table);
+	mutex_destroy(&rt->lock);
 }
 
 static int vm_create_irqchip(struct vm *vm)
@@ -147,9 +229,10 @@ int vm_create(struct vm *vm, uint64_t memory)
 	int ret;
 
 	*vm = (struct vm){ .kvm_fd = -1, .fd = -1 };
+	mutex_init(&vm->routes.lock);
 	ret = vm_open_kvm(vm);
 	if (ret)
-		return ret;
+		goto err_routes;
 	ret = vm_get_cpuid(vm);
 	if (ret < 0)
 		goto err_kvm;
@@ -178,6 +261,8 @@ err_vm:
 err_kvm:
 	free(vm->cpuid);
 	close(vm->kvm_fd);
+err_routes:
+	vm_routes_destroy(&vm->routes);
 	return ret;
 }
 
@@ -186,6 +271,7 @@ void vm_destroy(struct vm *vm)
 	bus_destroy(&vm->pio);
 	bus_destroy(&vm->mmio);
 	close(vm->fd);
+	vm_routes_destroy(&vm->routes);
 	mem_destroy(&vm->mem);
 	free(vm->cpuid);
 	close(vm->kvm_fd);
@@ -196,6 +282,83 @@ int vm_irq_line(struct vm *vm, unsigned gsi, int level)
 	struct kvm_irq_level irq = { .irq = gsi, .level = (uint32_t)level };
 
 	return vm_ioctl(vm->fd, KVM_IRQ_LINE, &irq);
+}
+
+int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi)
+{
+	unsigned g = VM_MSI_GSI_BASE;
+	int ret;
+
+	mutex_lock(&vm->routes.lock);
+	while (g < VM_MSI_GSI_BASE + VM_MSI_GSIS && vm_msi_gsi_used(vm, g))
+		g++;
+	ret = g < VM_MSI_GSI_BASE + VM_MSI_GSIS ? vm_routes_reserve(vm) : -ENOSPC;
+	if (!ret) {
+		vm->routes.table->entries[vm->routes.table->nr++] = vm_msi_entry(g, addr, data);
+		ret = vm_routes_commit(vm);
+		if (ret)
+			vm->routes.table->nr--;
+	}
+	if (!ret) {
+		vm_msi_gsi_mark(vm, g, true);
+		*gsi = g;
+	}
+	mutex_unlock(&vm->routes.lock);
+	return ret;
+}
+
+int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data)
+{
+	struct kvm_irq_routing_entry *e, old;
+	int ret = -EINVAL;
+
+	mutex_lock(&vm->routes.lock);
+	e = vm_msi_find(vm, gsi);
+	if (e) {
+		old = *e;
+		*e = vm_msi_entry(gsi, addr, data);
+		ret = vm_routes_commit(vm);
+		if (ret)
+			*e = old;
+	}
+	mutex_unlock(&vm->routes.lock);
+	return ret;
+}
+
+/* Moving the last entry into the hole keeps the table dense; KVM does not
+ * care about order. A failed commit leaves a stale route in the kernel,
+ * which the next successful commit replaces. */
+void vm_msi_route_del(struct vm *vm, unsigned gsi)
+{
+	struct kvm_irq_routing_entry *e;
+
+	mutex_lock(&vm->routes.lock);
+	e = vm_msi_find(vm, gsi);
+	if (e) {
+		*e = vm->routes.table->entries[--vm->routes.table->nr];
+		vm_msi_gsi_mark(vm, gsi, false);
+		vm_routes_commit(vm);
+	}
+	mutex_unlock(&vm->routes.lock);
+}
+
+int vm_irqfd(struct vm *vm, int fd, unsigned gsi, bool assign)
+{
+	struct kvm_irqfd irqfd = {
+		.fd = (uint32_t)fd, .gsi = gsi, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN,
+	};
+
+	return vm_ioctl(vm->fd, KVM_IRQFD, &irqfd);
+}
+
+int vm_ioeventfd(struct vm *vm, uint64_t addr, unsigned len, int fd, bool assign)
+{
+	struct kvm_ioeventfd io = {
+		.addr = addr, .len = len, .fd = fd,
+		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
+	};
+
+	return vm_ioctl(vm->fd, KVM_IOEVENTFD, &io);
 }
 
 void vm_shutdown_request(struct vm_shutdown *sd, int status, const char *fmt, ...)

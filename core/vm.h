@@ -69,7 +69,8 @@ int vm_irq_line(struct vm *vm, unsigned gsi, int level);
  * GSI above the irqchip pins; set changes its message; del frees it. Any
  * thread (vCPUs reprogram MSI-X tables); serialised by routes.lock, and
  * slow: each call rewrites the kernel's table. 0 or -errno (-ENOSPC when
- * no GSI is free).
+ * no GSI is free; set: -EINVAL for a GSI that add did not hand out). A
+ * refused add or set leaves the table as it was.
  */
 int vm_msi_route_add(struct vm *vm, uint64_t addr, uint32_t data, unsigned *gsi);
 int vm_msi_route_set(struct vm *vm, unsigned gsi, uint64_t addr, uint32_t data);
