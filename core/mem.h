@@ -10,6 +10,7 @@
 #ifndef CORE_MEM_H
 #define CORE_MEM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@ struct mem_snapshot;
 
 struct mem_map {
 	struct mem_snapshot *_Atomic snap;	/* RCU-published */
+	atomic_bool dirty_on;			/* mem_dirty_log */
 };
 
 /* Splits `size` bytes of RAM around the PCI hole into regions, maps them and
@@ -62,13 +64,16 @@ int mem_read(struct mem_map *m, uint64_t gpa, void *dst, size_t len);
  */
 #define MEM_DIRTY_PAGE 4096ULL
 
-/* Starts or stops logging (clears the bitmaps on start). Any thread. */
+/* Starts or stops logging (clears the bitmaps on start). Any thread.
+ * Marks that begin after a start returns are recorded; one racing with it
+ * may be missed, so migration copies all RAM after starting the log. */
 void mem_dirty_log(struct mem_map *m, bool on);
-/* Marks [gpa, gpa+len) written by a device. Any thread; ranges outside RAM
- * are ignored. */
+/* Marks [gpa, gpa+len) written by a device, after the write. Any
+ * RCU-registered thread; the parts of the range outside RAM are ignored. */
 void mem_dirty_mark(struct mem_map *m, uint64_t gpa, uint64_t len);
 /* Copies and clears the dirty bits of the region holding gpa, one bit per
- * page from the region's start, into bits (region size / 4 KiB bits).
+ * page from the region's start, into bits (region size / 4 KiB bits,
+ * rounded up to whole unsigned longs).
  * Returns the number of pages in the region, or -EINVAL. Any thread;
  * concurrent marks land either in this copy or the next one. */
 long mem_dirty_fetch(struct mem_map *m, uint64_t region_gpa, unsigned long *bits);

@@ -2,7 +2,11 @@
  * Unit test of core/mem.c: the split of guest RAM around the PCI hole,
  * mem_translate at every boundary (end of RAM, the hole, 4 GiB, wrapping
  * gpa + len), and mem_read/mem_write. RAM is MAP_NORESERVE, so a 4 GiB+
- * guest costs only the pages written. Single-threaded (RCU-registered).
+ * guest costs only the pages written. Dirty marking: page and word
+ * boundaries, ranges past the end of RAM, across the PCI hole and wrapping
+ * 2^64, logging off, fetch clearing, and a marker thread racing a fetcher
+ * that must see every mark exactly once.
+ * Threads: main, plus one marker thread (both RCU-registered).
  * Exit 0: pass; 1: fail, with every failed check printed.
  */
 #include "tests/check.h"
@@ -11,7 +15,9 @@
 #include "rcu/rcu.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HOLE MEM_PCI_HOLE_START
@@ -199,6 +205,183 @@ static void test_split(void)
 	mem_destroy(&m);
 }
 
+#define PAGE MEM_DIRTY_PAGE
+#define WORD_BITS (8 * sizeof(unsigned long))
+#define MAX_PAGES (4 * GiB / PAGE)
+
+static unsigned long dirty_bits[MAX_PAGES / WORD_BITS];
+
+static bool bit(const unsigned long *bits, uint64_t page)
+{
+	return bits[page / WORD_BITS] >> (page % WORD_BITS) & 1;
+}
+
+/* Fetches the region at gpa and checks that exactly pages[0..n) are dirty
+ * (n == ~0u: every page). */
+static void check_dirty(struct mem_map *m, uint64_t gpa, const uint64_t *pages, unsigned n)
+{
+	long got = mem_dirty_fetch(m, gpa, dirty_bits);
+	uint64_t set = 0;
+
+	CHECK(got > 0 && (uint64_t)got <= MAX_PAGES, "fetch(%#llx) = %ld",
+	      (unsigned long long)gpa, got);
+	if (got <= 0 || (uint64_t)got > MAX_PAGES)
+		return;
+	for (uint64_t p = 0; p < (uint64_t)got; p++)
+		set += bit(dirty_bits, p);
+	for (unsigned i = 0; n != ~0u && i < n; i++)
+		CHECK(bit(dirty_bits, pages[i]), "region %#llx: page %llu not dirty",
+		      (unsigned long long)gpa, (unsigned long long)pages[i]);
+	CHECK_U(set, n == ~0u ? (uint64_t)got : n);
+}
+
+#define EXPECT(m, gpa, ...) \
+	check_dirty(m, gpa, (const uint64_t[]){ __VA_ARGS__ }, \
+		    sizeof((const uint64_t[]){ __VA_ARGS__ }) / sizeof(uint64_t))
+#define EXPECT_NONE(m, gpa) check_dirty(m, gpa, NULL, 0)
+
+static void test_dirty_small(void)
+{
+	const uint64_t size = 64 * MiB, last = size / PAGE - 1;
+	struct mem_map m = { NULL };
+
+	CHECK_U(mem_init(&m, size), 0);
+	CHECK_I(mem_dirty_fetch(&m, 0, dirty_bits), (long)(size / PAGE));
+	mem_dirty_mark(&m, 0, size);
+	EXPECT_NONE(&m, 0);		/* logging is off */
+
+	mem_dirty_log(&m, true);
+	mem_dirty_mark(&m, PAGE - 1, 1);
+	EXPECT(&m, 0, 0);
+	EXPECT_NONE(&m, 0);		/* the fetch cleared it */
+	mem_dirty_mark(&m, PAGE - 1, 2);
+	EXPECT(&m, 0, 0, 1);
+	mem_dirty_mark(&m, 2 * PAGE, PAGE);
+	mem_dirty_mark(&m, 5 * PAGE, 0);
+	EXPECT(&m, 0, 2);
+	mem_dirty_mark(&m, 63 * PAGE + 100, PAGE);
+	EXPECT(&m, 0, 63, 64);
+	mem_dirty_mark(&m, 130 * PAGE + 1, 60 * PAGE);
+	check_dirty(&m, 0, (const uint64_t[]){ 130, 131, 132, 133, 134, 135, 136, 137, 138, 139,
+			   140, 141, 142, 143, 144, 145, 146, 147, 148, 149, 150, 151, 152, 153, 154,
+			   155, 156, 157, 158, 159, 160, 161, 162, 163, 164, 165, 166, 167, 168, 169,
+			   170, 171, 172, 173, 174, 175, 176, 177, 178, 179, 180, 181, 182, 183, 184,
+			   185, 186, 187, 188, 189, 190 }, 61);
+
+	/* The end of RAM, and ranges that wrap past 2^64. */
+	mem_dirty_mark(&m, size - 1, 100);
+	EXPECT(&m, 0, last);
+	mem_dirty_mark(&m, size, PAGE);
+	mem_dirty_mark(&m, ~0ULL - 10, 100);	/* would be 0..88 if it wrapped */
+	mem_dirty_mark(&m, ~0ULL, ~0ULL);
+	EXPECT_NONE(&m, 0);
+	mem_dirty_mark(&m, size - 2 * PAGE, ~0ULL);
+	EXPECT(&m, 0, last - 1, last);
+	mem_dirty_mark(&m, 1, ~0ULL);
+	check_dirty(&m, 0, NULL, ~0u);
+
+	/* Off marks nothing; on again starts from a clean bitmap. */
+	mem_dirty_log(&m, false);
+	mem_dirty_mark(&m, 0, PAGE);
+	EXPECT_NONE(&m, 0);
+	mem_dirty_log(&m, true);
+	mem_dirty_mark(&m, 7 * PAGE, 1);
+	mem_dirty_log(&m, true);
+	EXPECT_NONE(&m, 0);
+	CHECK_I(mem_dirty_fetch(&m, size, dirty_bits), -EINVAL);
+	mem_destroy(&m);
+}
+
+static void test_dirty_split(void)
+{
+	const uint64_t size = 4 * GiB + 64 * MiB, low_last = HOLE / PAGE - 1;
+	struct mem_map m = { NULL };
+
+	CHECK_U(mem_init(&m, size), 0);
+	mem_dirty_log(&m, true);
+	mem_dirty_mark(&m, HOLE - PAGE, MEM_4G - HOLE + 2 * PAGE + 1);
+	EXPECT(&m, 0, low_last);
+	EXPECT(&m, MEM_4G, 0, 1);
+	mem_dirty_mark(&m, HOLE, MEM_4G - HOLE);
+	mem_dirty_mark(&m, HOLE + 0x1234, 8);
+	EXPECT_NONE(&m, 0);
+	EXPECT_NONE(&m, MEM_4G + 12345);	/* any gpa inside the region */
+	mem_dirty_mark(&m, 0, ~0ULL);
+	check_dirty(&m, 0, NULL, ~0u);
+	check_dirty(&m, MEM_4G, NULL, ~0u);
+	CHECK_I(mem_dirty_fetch(&m, HOLE, dirty_bits), -EINVAL);
+	CHECK_I(mem_dirty_fetch(&m, size + MEM_4G, dirty_bits), -EINVAL);
+	CHECK_I(mem_dirty_fetch(&m, MEM_4G, dirty_bits), (long)((size - HOLE) / PAGE));
+	mem_destroy(&m);
+}
+
+/*
+ * A marker thread races the fetcher (main) on a small bitmap, so both hit
+ * the same words all the time. The marker re-marks a page only once the
+ * fetcher has seen its previous mark, so every mark must show up in
+ * exactly one fetch: seen[p] == marked[p] at the end, or a mark was lost.
+ */
+#define RACE_PAGES 256
+#define RACE_MARKS 100000
+
+struct race {
+	struct mem_map m;
+	atomic_uint seen[RACE_PAGES];	/* written by the fetcher */
+	unsigned marked[RACE_PAGES];	/* marker's, read after join */
+	atomic_bool done;
+};
+
+static void *marker(void *arg)
+{
+	struct race *r = arg;
+	uint64_t deadline = clock_ns() + 2000000000ULL;
+	unsigned n = 0;
+
+	rcu_register_thread();
+	for (unsigned p = 0; n < RACE_MARKS && clock_ns() < deadline; p = (p + 1) % RACE_PAGES) {
+		if (atomic_load(&r->seen[p]) != r->marked[p])
+			continue;
+		mem_dirty_mark(&r->m, p * PAGE + n % PAGE, 1);
+		r->marked[p]++;
+		n++;
+	}
+	rcu_unregister_thread();
+	atomic_store(&r->done, true);
+	return NULL;
+}
+
+static void race_fetch(struct race *r)
+{
+	unsigned long bits[RACE_PAGES / WORD_BITS];
+
+	CHECK_I(mem_dirty_fetch(&r->m, 0, bits), RACE_PAGES);
+	for (unsigned p = 0; p < RACE_PAGES; p++)
+		if (bit(bits, p))
+			atomic_fetch_add(&r->seen[p], 1);
+}
+
+static void test_dirty_race(void)
+{
+	static struct race r;
+	unsigned lost = 0, marks = 0;
+	pthread_t t;
+
+	CHECK_U(mem_init(&r.m, RACE_PAGES * PAGE), 0);
+	mem_dirty_log(&r.m, true);
+	CHECK_I(pthread_create(&t, NULL, marker, &r), 0);
+	while (!atomic_load(&r.done))
+		race_fetch(&r);
+	pthread_join(t, NULL);
+	race_fetch(&r);
+	for (unsigned p = 0; p < RACE_PAGES; p++) {
+		lost += r.marked[p] != atomic_load(&r.seen[p]);
+		marks += r.marked[p];
+	}
+	CHECK(lost == 0, "%u pages: marks lost or seen twice (%u marks)", lost, marks);
+	CHECK(marks >= 10 * RACE_PAGES, "only %u marks made", marks);
+	mem_destroy(&r.m);
+}
+
 int main(void)
 {
 	rcu_register_thread();
@@ -206,6 +389,9 @@ int main(void)
 	test_bad_sizes();
 	test_hole_edge();
 	test_split();
+	test_dirty_small();
+	test_dirty_split();
+	test_dirty_race();
 	rcu_unregister_thread();
 	if (test_failures) {
 		fprintf(stderr, "test_mem: %d check(s) failed\n", test_failures);
