@@ -27,6 +27,7 @@ struct msix_vector {
 	atomic_bool masked;		/* vector or function masked, or MSI-X off */
 	atomic_bool pending;		/* a notify arrived while masked */
 	bool connected;			/* irqfd_set holds this vector's msg */
+	struct pci_msi_msg msg;		/* what the platform delivers while connected; pci lock */
 };
 
 struct msix {
@@ -36,6 +37,7 @@ struct msix {
 	uint32_t table_off, pba_off;
 	unsigned cap;			/* config offset of the capability */
 	struct msix_vector *vec;
+	unsigned errors;		/* irqfd_set failures, to rate-limit the log; pci lock */
 };
 
 /* Bytes of BAR space the table and PBA of n vectors need. */
@@ -43,8 +45,10 @@ uint64_t msix_bar_size(unsigned n);
 
 /*
  * Adds the capability to d (before pci_dev_add) with n vectors whose table
- * starts at table_off in BAR `bar` and PBA follows it; creates the
- * eventfds. Returns 0 or -errno.
+ * starts at table_off (8-byte aligned) in BAR `bar` and PBA follows it;
+ * creates the eventfds. Every vector starts masked with no message.
+ * Returns 0, -EINVAL (n, bar or table_off), -ENOSPC (config space full) or
+ * -errno.
  */
 int msix_init(struct msix *m, struct pci_dev *d, unsigned n, unsigned bar, uint32_t table_off);
 /* Disconnects and closes the eventfds. */
@@ -52,7 +56,11 @@ void msix_destroy(struct msix *m);
 
 /* Forwarded by the owner: a BAR access within [table_off, table_off +
  * msix_bar_size(n)) (off relative to table_off), and every config write.
- * pci lock held. */
+ * pci lock held. Only 4- and 8-byte naturally aligned table and PBA
+ * accesses do anything; others read as zero and are ignored, as are PBA
+ * writes. A table or capability change that opens a vector (enabled,
+ * unmasked, non-zero address) connects its eventfd through the platform's
+ * irqfd_set and delivers its pending bit; disabling MSI-X disconnects. */
 void msix_table_read(struct msix *m, uint64_t off, void *data, unsigned len);
 void msix_table_write(struct msix *m, uint64_t off, const void *data, unsigned len);
 void msix_config_written(struct msix *m, unsigned off, unsigned len);
@@ -62,7 +70,9 @@ void msix_config_written(struct msix *m, unsigned off, unsigned len);
  * thread, lock-free. */
 void msix_notify(struct msix *m, unsigned v);
 
-/* Clears every vector to its reset state (masked, no message). pci lock held. */
+/* Clears every vector to its reset state (masked, no message, not
+ * pending), clears MSI-X enable and function mask, and disconnects: a
+ * PCI reset, not a virtio one. pci lock held. */
 void msix_reset(struct msix *m);
 
 #endif
