@@ -77,7 +77,8 @@ struct pci_dev_ops {
 			  unsigned len);
 	/* Optional. BAR `bar` now decodes at new_gpa (PCI_BAR_UNMAPPED: no
 	 * longer decodes; old_gpa likewise for "was not decoding"). The
-	 * device moves its ioeventfds here. d->lock held, vCPU thread. */
+	 * device moves its ioeventfds here. d->lock held; a vCPU thread, or
+	 * the main thread in pci_dev_del. */
 	void (*bar_moved)(struct pci_dev *d, unsigned bar, uint64_t old_gpa, uint64_t new_gpa);
 	/* Optional. The guest wrote [off, off+len) of config space; pci.c has
 	 * already stored the writable bits. Capabilities with side effects
@@ -110,7 +111,7 @@ struct pci_dev {
 	uint64_t bar_size[PCI_MAX_BARS];	/* 0: BAR not implemented */
 	uint64_t bar_gpa[PCI_MAX_BARS];		/* decoding at, or PCI_BAR_UNMAPPED */
 	struct pci_bar_region bar_region[PCI_MAX_BARS];
-	uint8_t cap_end;			/* next free config byte for pci_cap_add */
+	uint16_t cap_end;			/* next free config byte for pci_cap_add */
 };
 
 /* Header type 0 with the given ids and class (base << 16 | sub << 8 | prog-if).
@@ -133,8 +134,10 @@ int pci_cap_add(struct pci_dev *d, uint8_t id, const void *body, unsigned len);
 
 struct pci_root;
 
-/* Registers the config mechanisms on pio/mmio. platform stays owned by the
- * caller and must outlive the root. Returns 0 or -errno. */
+/* Registers the config mechanisms on pio/mmio and puts the host bridge
+ * (class 0x060000, no BARs) in slot 0, which Linux's mechanism #1 probe
+ * looks for. platform stays owned by the caller and must outlive the root.
+ * Returns 0 or -errno. */
 int pci_root_create(struct pci_root **out, struct bus *pio, struct bus *mmio,
 		    struct pci_platform *platform);
 /* Unregisters; every function must have been removed. */
@@ -147,7 +150,9 @@ void pci_root_destroy(struct pci_root *r);
  * space) or -errno.
  */
 int pci_dev_add(struct pci_root *r, struct pci_dev *d);
-/* Stops decoding and frees the slot. The caller frees d after a grace period. */
+/* Stops decoding (bar_moved to PCI_BAR_UNMAPPED) and frees the slot; the
+ * BAR window space is not reused. The caller frees d (and may destroy
+ * d->lock) after a grace period. */
 void pci_dev_del(struct pci_root *r, struct pci_dev *d);
 
 #endif
