@@ -9,6 +9,7 @@
 #   ./build.sh tsan       TSan build (clang) of the threaded core tests, in build/tsan
 #   ./build.sh tsa        clang -Wthread-safety -Werror over every source
 #   ./build.sh fuzz       libFuzzer targets (clang), in build/fuzz
+#   ./build.sh bench      the musl build plus the C benchmarks (build/musl/bench)
 #   ./build.sh deps       install the Debian packages everything needs
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,6 +38,10 @@ need_pkgs() {
 }
 
 LIB_SRCS() (shopt -s nullglob; printf '%s\n' core/*.c dev/*.c block/*.c rcu/*.c)
+# The tests' own library (the virtio test driver and its stack), linked into
+# every test, fuzz target and C benchmark as libtest.a.
+TEST_LIB_SRCS() (shopt -s nullglob; printf '%s\n' tests/lib/*.c)
+BENCH_SRCS="bench/blk.c"
 WARN="-Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers"
 CFLAGS_COMMON="-std=gnu11 -g -D_GNU_SOURCE -pthread -I$ROOT $WARN"
 
@@ -64,26 +69,37 @@ compile() {
 		'mkdir -p "$(dirname "$0/$3")" && $1 $2 -c "$3" -o "$0/${3%.c}.o"' "$out" "$cc" "$flags" {}
 }
 
-# build_variant OUTDIR CC "CFLAGS" "LDFLAGS": libvmm.a, vmm and every test binary.
+# archive OUT.a SRC...: the objects of SRC... (already compiled) as OUT.a.
+archive() {
+	local a=$1 s
+	shift
+	rm -f "$a"
+	ar rcs "$a" $(for s in "$@"; do echo "$(dirname "$a")/${s%.c}.o"; done)
+}
+
+# build_variant OUTDIR CC "CFLAGS" "LDFLAGS": libvmm.a, libtest.a, vmm and
+# every test binary.
 build_variant() {
-	local out=$1 cc=$2 flags=$3 ldflags=$4 srcs t
+	local out=$1 cc=$2 flags=$3 ldflags=$4 srcs tsrcs t
 	mkdir -p "$out"
 	srcs=$(LIB_SRCS)
-	compile "$out" "$cc" "$flags" $srcs vmm.c
-	rm -f "$out/libvmm.a"
-	ar rcs "$out/libvmm.a" $(for s in $srcs; do echo "$out/${s%.c}.o"; done)
+	tsrcs=$(TEST_LIB_SRCS)
+	compile "$out" "$cc" "$flags" $srcs $tsrcs vmm.c
+	archive "$out/libvmm.a" $srcs
+	archive "$out/libtest.a" $tsrcs
 	$cc $flags -o "$out/vmm" "$out/vmm.o" "$out/libvmm.a" $ldflags
 	for t in tests/unit/test_*.c tests/kvm/test_*.c; do
 		[ -e "$t" ] || continue
 		mkdir -p "$out/$(dirname "$t")"
-		echo "$cc $flags -o $out/${t%.c} $t $out/libvmm.a $ldflags"
+		echo "$cc $flags -o $out/${t%.c} $t $out/libtest.a $out/libvmm.a $ldflags"
 	done | xargs -P "$(nproc)" -I{} sh -c '{}'
 }
 
+MUSL_LDFLAGS="-static /usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/x86_64-linux-gnu/libfdt.a"
+
 build_musl() {
 	need_pkgs $BUILD_PKGS
-	build_variant build/musl musl-gcc "$CFLAGS_COMMON -O2 $(musl_includes)" \
-		"-static /usr/lib/x86_64-linux-gnu/liburing.a /usr/lib/x86_64-linux-gnu/libfdt.a"
+	build_variant build/musl musl-gcc "$CFLAGS_COMMON -O2 $(musl_includes)" "$MUSL_LDFLAGS"
 	# The shipped binary is stripped; build/musl/vmm keeps the symbols.
 	strip -o vmm build/musl/vmm
 	file vmm | grep -q 'statically linked' || { echo "vmm is not statically linked" >&2; exit 1; }
@@ -120,7 +136,18 @@ build_fuzz() {
 		[ -e "$f" ] || continue
 		mkdir -p "$out/tests/fuzz"
 		clang $CFLAGS_COMMON -O1 -fsanitize=fuzzer,address,undefined \
-			-o "$out/${f%.c}" "$f" "$out/libvmm.a" -luring -lfdt
+			-o "$out/${f%.c}" "$f" "$out/libtest.a" "$out/libvmm.a" -luring -lfdt
+	done
+}
+
+# The C benchmarks, static musl like the shipped vmm, with symbols (callgrind).
+build_bench() {
+	local out=build/musl b
+	build_musl
+	mkdir -p "$out/bench"
+	for b in $BENCH_SRCS; do
+		musl-gcc $CFLAGS_COMMON -O2 $(musl_includes) -o "$out/${b%.c}" "$b" \
+			"$out/libtest.a" "$out/libvmm.a" $MUSL_LDFLAGS
 	done
 }
 
@@ -130,6 +157,7 @@ asan) build_asan ;;
 tsan) build_tsan ;;
 tsa) check_tsa ;;
 fuzz) build_fuzz ;;
+bench) build_bench ;;
 deps) need_pkgs $BUILD_PKGS $CLANG_PKGS $TEST_PKGS ;;
 run)
 	build_musl
@@ -146,5 +174,5 @@ test)
 	guest-images/build.sh
 	exec tests/run.sh
 	;;
-*) sed -n '2,13p' "$0"; exit 2 ;;
+*) sed -n '2,14p' "$0"; exit 2 ;;
 esac
