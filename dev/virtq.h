@@ -26,6 +26,13 @@
 
 #define VIRTQ_MAX_SIZE 1024
 
+/* Ring flag bits (virtio 1.x, 2.7.5 - 2.7.8). */
+#define VIRTQ_DESC_F_NEXT 1
+#define VIRTQ_DESC_F_WRITE 2
+#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
+#define VIRTQ_USED_F_NO_NOTIFY 1
+
 /* Where the driver put the rings, and what was negotiated. */
 struct virtq_config {
 	uint16_t size;			/* a power of two, 1..VIRTQ_MAX_SIZE */
@@ -45,8 +52,9 @@ struct virtq {
 	volatile uint8_t *used;		/* flags, idx, elems[size], avail_event */
 	uint16_t last_avail;		/* next avail entry to pop */
 	uint16_t used_idx;		/* next used entry to fill (published) */
-	uint16_t signalled_used;	/* used_idx at the last interrupt */
+	uint16_t signalled_used;	/* used_idx at the last should_notify */
 	bool signalled_valid;		/* signalled_used means something */
+	bool kicks_off;			/* virtq_set_kicks(q, false) in force */
 };
 
 /* One popped chain: `n_out` device-readable segments, then `n_in`
@@ -73,6 +81,12 @@ int virtq_init(struct virtq *q, struct mem_map *mem, const struct virtq_config *
  * bad indirect table, readable after writable, avail idx too far ahead),
  * -E2BIG (more segments than e->max). After an error the queue is broken:
  * the caller stops using it and asks for a device reset.
+ * A zero-length descriptor carries no data: it counts towards the chain
+ * length but yields no segment and its address is not checked. Indirect
+ * tables need no alignment (the spec sets none). With EVENT_IDX and kicks
+ * enabled, an empty pop first publishes avail_event (see virtq_set_kicks),
+ * so a caller that pops until 0 never misses a kick. The calling thread
+ * must be RCU-registered (mem_translate).
  */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 
@@ -82,7 +96,8 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t len);
 
 /*
  * After one or more pushes: whether the driver asked to be interrupted
- * (EVENT_IDX: used_event was crossed since the last interrupt; otherwise
+ * (EVENT_IDX: used_event was crossed since the last call, or this is the
+ * first call or the used index wrapped all the way round since; otherwise
  * VIRTQ_AVAIL_F_NO_INTERRUPT is clear). A true result counts as sent.
  */
 bool virtq_should_notify(struct virtq *q);
