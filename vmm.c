@@ -27,7 +27,10 @@
 #include "core/vcpu.h"
 #include "core/vm.h"
 #include "dev/acpi_pm.h"
+#include "dev/disk.h"
 #include "dev/i8042.h"
+#include "dev/pci.h"
+#include "dev/pci_kvm.h"
 #include "dev/serial.h"
 #include "rcu/rcu.h"
 
@@ -45,6 +48,11 @@ struct vmm {
 	struct serial *serial;
 	struct i8042 *i8042;
 	struct acpi_pm *acpi_pm;
+	struct pci_kvm pci_kvm;
+	struct pci_root *pci;
+	struct disk *disks[CONFIG_MAX_DISKS];
+	unsigned n_disks;
+	bool stats;			/* --stats: disk counters on exit */
 	struct loop *loop;
 	struct loop_bh shutdown_bh;	/* scheduled by any thread via vm.shutdown */
 	struct loop_bh rx_space_bh;	/* scheduled by vCPUs when serial input drains */
@@ -306,6 +314,37 @@ static int vmm_start_iothreads(struct vmm *v)
 	return 0;
 }
 
+static int vmm_create_pci(struct vmm *v)
+{
+	int ret;
+
+	pci_kvm_init(&v->pci_kvm, &v->vm);
+	ret = pci_root_create(&v->pci, &v->vm.pio, &v->vm.mmio, &v->pci_kvm.platform);
+	if (ret)
+		log_msg("creating the PCI root: %s", strerror(-ret));
+	return ret;
+}
+
+static int vmm_create_disks(struct vmm *v)
+{
+	for (unsigned i = 0; i < v->cfg->n_disks; i++) {
+		const struct disk_params p = {
+			.cfg = &v->cfg->disks[i], .config_path = v->cfg->path,
+			.vcpus = v->cfg->vcpus, .iothreads = v->iothreads,
+			.mem = &v->vm.mem, .root = v->pci,
+		};
+		char err[PATH_MAX + 256];
+		int ret = disk_create(&v->disks[i], &p, err, sizeof(err));
+
+		if (ret) {
+			log_msg("%s", err);
+			return ret;
+		}
+		v->n_disks++;
+	}
+	return 0;
+}
+
 static int vmm_watch_stdin(struct vmm *v)
 {
 	if (v->cfg->serial_output != SERIAL_OUT_STDIO)
@@ -358,9 +397,13 @@ static int vmm_build(struct vmm *v)
 	if (!ret)
 		ret = vmm_create_devices(v);
 	if (!ret)
+		ret = vmm_create_pci(v);
+	if (!ret)
 		ret = vmm_create_vcpus(v, &boot);
 	if (!ret)
 		ret = vmm_start_iothreads(v);
+	if (!ret)
+		ret = vmm_create_disks(v);
 	if (!ret)
 		ret = vmm_watch_stdin(v);
 	return ret;
@@ -372,8 +415,12 @@ static void vmm_teardown(struct vmm *v)
 		vcpu_stop(&v->vcpus[i]);
 	for (unsigned i = 0; i < v->n_vcpus; i++)
 		vcpu_destroy(&v->vcpus[i]);
+	for (unsigned i = 0; i < v->n_disks; i++)
+		disk_destroy(v->disks[i], v->stats ? stderr : NULL);
 	for (unsigned i = 0; i < v->n_iothreads; i++)
 		iothread_stop(v->iothreads[i]);
+	if (v->pci)
+		pci_root_destroy(v->pci);
 	if (v->stdin_watch.loop)
 		loop_fd_del(v->loop, &v->stdin_watch);
 	if (v->acpi_pm)
@@ -396,12 +443,12 @@ static void vmm_teardown(struct vmm *v)
 	terminal_restore();
 }
 
-static int vmm_run(const struct vm_config *cfg)
+static int vmm_run(const struct vm_config *cfg, bool stats)
 {
 	static struct vmm v;	/* large (vCPU array): keep it off the stack */
 	int ret;
 
-	v = (struct vmm){ .cfg = cfg, .signal_fd = -1, .serial_out_fd = -1 };
+	v = (struct vmm){ .cfg = cfg, .signal_fd = -1, .serial_out_fd = -1, .stats = stats };
 	rcu_register_thread();
 	ret = vmm_build(&v);
 	for (unsigned i = 0; !ret && i < v.n_vcpus; i++) {
@@ -442,6 +489,7 @@ static int vmm_check_host(const struct vm_config *cfg, char *err, size_t errlen)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmm CONFIG          boot the VM described by CONFIG\n"
+		   "       vmm --stats CONFIG  the same, then print each disk queue's counters\n"
 		   "       vmm --check CONFIG  validate CONFIG (and its kernel and initrd) only\n"
 		   "       vmm --help | --version\n"
 		   "The config format is documented in docs/config.md.\n"
@@ -451,7 +499,7 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static struct vm_config cfg;
-	bool check = false;
+	bool check = false, stats = false;
 	const char *path;
 	char err[PATH_MAX + 1024];
 
@@ -465,6 +513,8 @@ int main(int argc, char **argv)
 	}
 	if (argc == 3 && !strcmp(argv[1], "--check"))
 		check = true;
+	else if (argc == 3 && !strcmp(argv[1], "--stats"))
+		stats = true;
 	else if (argc != 2 || argv[1][0] == '-') {
 		usage(stderr);
 		return 2;
@@ -479,5 +529,5 @@ int main(int argc, char **argv)
 		printf("%s: ok\n", path);
 		return 0;
 	}
-	return vmm_run(&cfg);
+	return vmm_run(&cfg, stats);
 }

@@ -48,7 +48,7 @@ static int disk_assign_loops(struct disk *d, const struct disk_params *p, char *
 			struct iothread_config t = { 0 };
 			int ret;
 
-			snprintf(t.name, sizeof(t.name), "%s-io%u", c->name, d->n_own);
+			snprintf(t.name, sizeof(t.name), "%.48s-io%u", c->name, d->n_own);
 			ret = iothread_start(&t, &d->own[d->n_own]);
 			if (ret) {
 				snprintf(err, errlen, "%s: [disk.%s]: cannot start an IOThread: %s",

@@ -123,14 +123,15 @@ static void vblk_count(_Atomic uint64_t *c, uint64_t n)
 			      memory_order_relaxed);
 }
 
-static void vblk_guest_error(struct vblk_queue *q, const char *what, int err)
+/* Guest-caused messages, at most VBLK_LOG_MAX per queue start. */
+static void vblk_log(struct vblk_queue *q, const char *what, const char *why)
 {
 	if (q->logged > VBLK_LOG_MAX)
 		return;
 	if (q->logged++ == VBLK_LOG_MAX)
 		log_msg("%s: queue %u: further errors not logged", q->b->dev.name, q->index);
 	else
-		log_msg("%s: queue %u: %s: %s", q->b->dev.name, q->index, what, strerror(-err));
+		log_msg("%s: queue %u: %s: %s", q->b->dev.name, q->index, what, why);
 }
 
 static void vblk_notify_bh(struct loop_bh *bh)
@@ -196,7 +197,7 @@ static void vblk_io_done(struct block_req *io, int res)
 	bool in = req->p.type == VIRTIO_BLK_T_IN;
 
 	if (res < 0) {
-		vblk_guest_error(req->q, "host I/O error", res);
+		vblk_log(req->q, "host I/O error", strerror(-res));
 		vblk_complete(req, VIRTIO_BLK_S_IOERR, 0);
 		return;
 	}
@@ -296,15 +297,26 @@ static void vblk_handle(struct vblk_req *req)
 	}
 	if (ret) {
 		if (ret != -EROFS)
-			vblk_guest_error(q, "bad request", ret);
+			vblk_log(q, "request answered with IOERR", strerror(-ret));
 		vblk_complete(req, VIRTIO_BLK_S_IOERR, 0);
 	}
 }
 
-/* A hostile ring: stop serving the queue and ask the driver for a reset. */
-static void vblk_break(struct vblk_queue *q, const char *what, int err)
+static const char *vblk_ring_error(int err)
 {
-	vblk_guest_error(q, what, err);
+	switch (err) {
+	case -EFAULT: return "a ring or buffer outside guest RAM";
+	case -ELOOP: return "a descriptor chain longer than the queue";
+	case -E2BIG: return "more segments than seg_max";
+	case -EINVAL: return "a malformed ring or a request without a status byte";
+	default: return strerror(-err);
+	}
+}
+
+/* A hostile ring: stop serving the queue and ask the driver for a reset. */
+static void vblk_break(struct vblk_queue *q, int err)
+{
+	vblk_log(q, "the driver broke the ring, the device needs a reset", vblk_ring_error(err));
 	q->state = VBLK_Q_BROKEN;
 	virtio_needs_reset(&q->b->dev);
 }
@@ -321,7 +333,7 @@ static bool vblk_pop_all(struct vblk_queue *q)
 		if (ret == 0)
 			return true;
 		if (ret < 0) {
-			vblk_break(q, "bad descriptor chain", ret);
+			vblk_break(q, ret);
 			return false;
 		}
 		q->free = req->next_free;
@@ -331,7 +343,7 @@ static bool vblk_pop_all(struct vblk_queue *q)
 			q->inflight--;
 			req->next_free = q->free;
 			q->free = req;
-			vblk_break(q, "request without a status byte", ret);
+			vblk_break(q, ret);
 			return false;
 		}
 		if (ret)
@@ -394,13 +406,13 @@ static void vblk_start_bh(struct loop_bh *bh)
 	q->state = VBLK_Q_RUNNING;
 	ret = virtq_init(&q->vq, q->b->mem, &q->cfg);
 	if (ret) {
-		vblk_break(q, "bad queue address or size", ret);
+		vblk_break(q, ret);
 		return;
 	}
 	loop_fd_init(&q->kick, q->b->vqs[q->index].kick_fd, POLLIN, vblk_kick);
 	ret = loop_fd_add(q->loop, &q->kick);
 	if (ret) {
-		vblk_break(q, "cannot watch the queue's doorbell", ret);
+		vblk_break(q, ret);
 		return;
 	}
 	q->watching = true;
@@ -559,7 +571,8 @@ int virtio_blk_create(struct virtio_blk **out, const struct virtio_blk_params *p
 	b->blk = p->blk;
 	b->mem = p->mem;
 	b->readonly = cfg->readonly || block_readonly(p->blk);
-	strncpy(b->serial, cfg->serial, sizeof(b->serial));
+	/* GET_ID: up to 20 bytes, NUL-padded, not necessarily terminated. */
+	memcpy(b->serial, cfg->serial, strnlen(cfg->serial, sizeof(b->serial)));
 	b->dev = (struct virtio_dev){
 		.ops = &vblk_ops, .name = cfg->name, .device_id = VIRTIO_ID_BLOCK,
 		.num_queues = cfg->num_queues, .max_queue_size = (uint16_t)cfg->queue_size,
