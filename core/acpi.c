@@ -11,9 +11,17 @@
  * the 8259 as absent (null_legacy_pic) and skip the PIT/HPET tick setup,
  * which is why the MADT does not claim PCAT_COMPAT.
  *
+ * With PCI, the DSDT's \_SB.PCI0 is a conventional PCI host bridge
+ * (PNP0A03): Linux treats _OSC as optional for those (a PNP0A08 bridge
+ * without _OSC is reported as "platform retains control"), and the devices
+ * are PCI functions using MSI-X, which need nothing PCIe-specific. Linux
+ * uses the MCFG's ECAM once e820 or a PNP0C01/PNP0C02 _CRS reserves it;
+ * both do (\_SB.MRES).
+ *
  * Layout in the buffer, every table 16-byte aligned, fixed-size tables
  * first so their offsets do not depend on the CPU count:
- *   RSDP (36) | XSDT (36 + 2*8) | FADT (276) | DSDT (36 + AML) | MADT
+ *   RSDP (36) | XSDT (36 + 8 per table) | FADT (276) | DSDT (36 + AML) |
+ *   MADT | MCFG (60, with PCI only)
  */
 #include "acpi.h"
 
@@ -21,6 +29,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/mem.h"
 #include "util.h"
 
 #define ACPI_OEM_ID "MINVMM"		/* 6 bytes */
@@ -31,7 +40,7 @@
 #define ACPI_HYPERVISOR_ID "MINVMM"	/* FADT Hypervisor Vendor Identity */
 
 #define ACPI_TABLE_ALIGN 16
-#define ACPI_DSDT_AML_MAX 256
+#define ACPI_DSDT_AML_MAX 512
 
 struct acpi_header {
 	char signature[4];
@@ -212,7 +221,20 @@ static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 #define DSDT_REVISION 2			/* 64-bit AML integers */
 #define XSDT_REVISION 1
 #define RSDP_REVISION 2
-#define XSDT_ENTRIES 2
+#define MCFG_REVISION 1
+#define XSDT_MAX_ENTRIES 3		/* FADT, MADT, MCFG */
+
+struct acpi_mcfg {
+	struct acpi_header header;
+	uint64_t reserved;
+	/* one configuration space allocation */
+	uint64_t base;
+	uint16_t segment;
+	uint8_t start_bus;
+	uint8_t end_bus;
+	uint32_t reserved2;
+} __attribute__((packed));
+static_assert(sizeof(struct acpi_mcfg) == 60, "MCFG with one allocation");
 
 /* AML opcodes and resource descriptor tags (ACPI 6.3, 20.2 and 6.4) */
 #define AML_ZERO_OP 0x00
@@ -233,14 +255,30 @@ static_assert(sizeof(struct madt_lapic_nmi) == 6, "MADT Local APIC NMI");
 #define RES_IO_DECODE16 0x01
 #define RES_IRQ_NOFLAGS_TAG 0x22	/* small item 0x04, length 2 */
 #define RES_END_TAG 0x79		/* small item 0x0f, length 1 */
+#define RES_MEM32_FIXED_TAG 0x86	/* large items */
+#define RES_DWORD_ADDR_TAG 0x87
+#define RES_WORD_ADDR_TAG 0x88
+#define RES_MEM32_FIXED_LEN 9
+#define RES_MEM_RW 0x01			/* also _RW of an address descriptor */
+/* Address space descriptors: resource types, general flags (producer,
+ * positive decode, fixed minimum and maximum) and type-specific flags. */
+#define RES_ADDR_MEM 0
+#define RES_ADDR_IO 1
+#define RES_ADDR_BUS 2
+#define RES_ADDR_FIXED 0x0c
+#define RES_IO_ENTIRE_RANGE 0x03
 
 #define COM1_PORT 0x3f8
 #define COM1_PORT_LEN 8
 #define COM1_IRQ 4
+/* PCI configuration mechanism #1 (dev/pci.h): 0xcf8-0xcff */
+#define CONF1_PORT 0xcf8
+#define CONF1_LEN 8
 
 struct acpi_layout {
-	size_t xsdt, fadt, dsdt, madt, total;
+	size_t xsdt, fadt, dsdt, madt, mcfg, total;
 	size_t dsdt_len, madt_len;
+	unsigned n_xsdt;
 };
 
 static uint8_t acpi_checksum(const void *p, size_t len)
@@ -326,11 +364,17 @@ static void aml_name(struct aml *a, const char *name)
 	aml_bytes(a, name, 4);
 }
 
+/* n bytes of v, little-endian (data inside AML and resource descriptors). */
+static void aml_le(struct aml *a, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		aml_byte(a, (uint8_t)(v >> (8 * i)));
+}
+
 /* Integer with the shortest encoding, as iasl emits it. */
 static void aml_integer(struct aml *a, uint64_t v)
 {
-	uint8_t le[8];
-	size_t n;
+	unsigned n;
 	uint8_t prefix;
 
 	if (v <= 1) {
@@ -346,10 +390,8 @@ static void aml_integer(struct aml *a, uint64_t v)
 	} else {
 		prefix = AML_QWORD_PREFIX, n = 8;
 	}
-	for (size_t i = 0; i < n; i++)
-		le[i] = (uint8_t)(v >> (8 * i));
 	aml_byte(a, prefix);
-	aml_bytes(a, le, n);
+	aml_le(a, v, n);
 }
 
 /* Opens a PkgLength-prefixed body; returns the mark for aml_pkg_end. */
@@ -411,6 +453,40 @@ static uint32_t aml_eisaid(const char *id)
 	       (uint32_t)(product >> 8) << 16 | (uint32_t)(product & 0xff) << 24;
 }
 
+/* Name(name, integer) */
+static void aml_name_int(struct aml *a, const char *name, uint64_t v)
+{
+	aml_byte(a, AML_NAME_OP);
+	aml_name(a, name);
+	aml_integer(a, v);
+}
+
+/* Name(name, Buffer(){bytes}); a resource template is such a buffer. */
+static void aml_name_buffer(struct aml *a, const char *name, const uint8_t *bytes, size_t n)
+{
+	size_t pkg;
+
+	aml_byte(a, AML_NAME_OP);
+	aml_name(a, name);
+	aml_byte(a, AML_BUFFER_OP);
+	pkg = aml_pkg_begin(a);
+	aml_integer(a, n);
+	aml_bytes(a, bytes, n);
+	aml_pkg_end(a, pkg);
+}
+
+/* Device(name) { ... }: returns the mark for aml_pkg_end. */
+static size_t aml_device_begin(struct aml *a, const char *name)
+{
+	size_t dev;
+
+	aml_byte(a, AML_EXT_OP_PREFIX);
+	aml_byte(a, AML_DEVICE_OP);
+	dev = aml_pkg_begin(a);
+	aml_name(a, name);
+	return dev;
+}
+
 /* Name(\_S5, Package(){SLP_TYP, 0, 0, 0}): only the first element is
  * used in hardware-reduced mode; the others are PM1b and reserved. */
 static void dsdt_s5(struct aml *a)
@@ -429,60 +505,140 @@ static void dsdt_s5(struct aml *a)
 	aml_pkg_end(a, pkg);
 }
 
-/* Name(_CRS, ResourceTemplate(){ IO(Decode16, port, port, 1, len)
- * IRQNoFlags(){irq} }) */
-static void dsdt_com_crs(struct aml *a, uint16_t port, uint8_t len, uint8_t irq)
-{
-	const uint8_t res[] = {
-		RES_IO_TAG, RES_IO_DECODE16,
-		(uint8_t)port, (uint8_t)(port >> 8),	/* minimum */
-		(uint8_t)port, (uint8_t)(port >> 8),	/* maximum */
-		1, len,					/* alignment, length */
-		RES_IRQ_NOFLAGS_TAG, (uint8_t)(1u << irq), (uint8_t)((1u << irq) >> 8),
-		RES_END_TAG, 0,				/* 0: checksum not used */
-	};
-	size_t pkg;
+/* ---- resource descriptors (ACPI 6.3, 6.4), written to an aml sink ---- */
 
-	aml_byte(a, AML_NAME_OP);
-	aml_name(a, "_CRS");
-	aml_byte(a, AML_BUFFER_OP);
-	pkg = aml_pkg_begin(a);
-	aml_integer(a, sizeof(res));
-	aml_bytes(a, res, sizeof(res));
-	aml_pkg_end(a, pkg);
+/* IO(Decode16, port, port, 1, len) */
+static void res_io(struct aml *r, uint16_t port, uint8_t len)
+{
+	aml_byte(r, RES_IO_TAG);
+	aml_byte(r, RES_IO_DECODE16);
+	aml_le(r, port, 2);	/* minimum */
+	aml_le(r, port, 2);	/* maximum */
+	aml_byte(r, 1);		/* alignment */
+	aml_byte(r, len);
 }
 
-/* Scope(\_SB) { Device(COM1) { _HID PNP0501, _UID 0, _CRS } }, so the
- * 8250 PnP driver claims the port with its IRQ. */
+/* IRQNoFlags(){irq} */
+static void res_irq(struct aml *r, unsigned irq)
+{
+	aml_byte(r, RES_IRQ_NOFLAGS_TAG);
+	aml_le(r, 1u << irq, 2);
+}
+
+/* Memory32Fixed(ReadWrite, base, len) */
+static void res_mem32_fixed(struct aml *r, uint32_t base, uint32_t len)
+{
+	aml_byte(r, RES_MEM32_FIXED_TAG);
+	aml_le(r, RES_MEM32_FIXED_LEN, 2);
+	aml_byte(r, RES_MEM_RW);
+	aml_le(r, base, 4);
+	aml_le(r, len, 4);
+}
+
+/*
+ * Word (n = 2) or DWord (n = 4) address space descriptor for a range
+ * [min, max] that a bridge produces: positive decode, fixed minimum and
+ * maximum, so granularity and translation are 0.
+ */
+static void res_addr(struct aml *r, unsigned n, uint8_t type, uint8_t type_flags,
+		     uint32_t min, uint32_t max)
+{
+	aml_byte(r, n == 2 ? RES_WORD_ADDR_TAG : RES_DWORD_ADDR_TAG);
+	aml_le(r, 3 + 5 * n, 2);	/* flags bytes, then five n-byte fields */
+	aml_byte(r, type);
+	aml_byte(r, RES_ADDR_FIXED);
+	aml_byte(r, type_flags);
+	aml_le(r, 0, n);		/* granularity */
+	aml_le(r, min, n);
+	aml_le(r, max, n);
+	aml_le(r, 0, n);		/* translation offset */
+	aml_le(r, (uint64_t)max - min + 1, n);
+}
+
+/* Device(name) { Name(_HID, EisaId(hid)) Name(_UID, 0) ...: returns the
+ * mark for dsdt_device_end. */
+static size_t dsdt_device_begin(struct aml *a, const char *name, const char *hid)
+{
+	size_t dev = aml_device_begin(a, name);
+
+	aml_name_int(a, "_HID", aml_eisaid(hid));
+	aml_name_int(a, "_UID", 0);
+	return dev;
+}
+
+/* ... Name(_CRS, the template in r) } */
+static void dsdt_device_end(struct aml *a, size_t dev, struct aml *r)
+{
+	aml_byte(r, RES_END_TAG);
+	aml_byte(r, 0);		/* checksum not used */
+	assert(!r->err);
+	aml_name_buffer(a, "_CRS", r->buf, r->len);
+	aml_pkg_end(a, dev);
+}
+
+/* Device(COM1) { _HID PNP0501, _UID 0, _CRS }, so the 8250 PnP driver
+ * claims the port with its IRQ. */
 static void dsdt_com1(struct aml *a)
 {
-	size_t scope, dev;
+	uint8_t buf[16];
+	struct aml r = { .buf = buf, .cap = sizeof(buf) };
+	size_t dev = dsdt_device_begin(a, "COM1", "PNP0501");
 
-	aml_byte(a, AML_SCOPE_OP);
-	scope = aml_pkg_begin(a);
-	aml_name(a, "\\_SB_");
-	aml_byte(a, AML_EXT_OP_PREFIX);
-	aml_byte(a, AML_DEVICE_OP);
-	dev = aml_pkg_begin(a);
-	aml_name(a, "COM1");
-	aml_byte(a, AML_NAME_OP);
-	aml_name(a, "_HID");
-	aml_integer(a, aml_eisaid("PNP0501"));
-	aml_byte(a, AML_NAME_OP);
-	aml_name(a, "_UID");
-	aml_integer(a, 0);
-	dsdt_com_crs(a, COM1_PORT, COM1_PORT_LEN, COM1_IRQ);
-	aml_pkg_end(a, dev);
-	aml_pkg_end(a, scope);
+	res_io(&r, COM1_PORT, COM1_PORT_LEN);
+	res_irq(&r, COM1_IRQ);
+	dsdt_device_end(a, dev, &r);
+}
+
+/*
+ * Device(PCI0): the host bridge of segment 0, bus 0. Its _CRS: the bus
+ * number, the mechanism #1 ports it uses itself, and the windows it
+ * forwards: all other I/O ports (around 0xcf8-0xcff) and the 32-bit BAR
+ * window below the ECAM.
+ */
+static void dsdt_pci0(struct aml *a)
+{
+	uint8_t buf[128];
+	struct aml r = { .buf = buf, .cap = sizeof(buf) };
+	size_t dev = dsdt_device_begin(a, "PCI0", "PNP0A03");
+
+	aml_name_int(a, "_SEG", 0);
+	aml_name_int(a, "_BBN", 0);
+	res_addr(&r, 2, RES_ADDR_BUS, 0, 0, 0);
+	res_io(&r, CONF1_PORT, CONF1_LEN);
+	res_addr(&r, 2, RES_ADDR_IO, RES_IO_ENTIRE_RANGE, 0, CONF1_PORT - 1);
+	res_addr(&r, 2, RES_ADDR_IO, RES_IO_ENTIRE_RANGE, CONF1_PORT + CONF1_LEN, 0xffff);
+	res_addr(&r, 4, RES_ADDR_MEM, RES_MEM_RW, MEM_PCI_HOLE_START, MEM_PCI_ECAM_BASE - 1);
+	dsdt_device_end(a, dev, &r);
+}
+
+/* Device(MRES): motherboard resources (PNP0C02) holding the ECAM, where
+ * Linux looks for it before trusting the MCFG. */
+static void dsdt_mres(struct aml *a)
+{
+	uint8_t buf[16];
+	struct aml r = { .buf = buf, .cap = sizeof(buf) };
+	size_t dev = dsdt_device_begin(a, "MRES", "PNP0C02");
+
+	res_mem32_fixed(&r, MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_SIZE);
+	dsdt_device_end(a, dev, &r);
 }
 
 /* Writes the DSDT's AML body into aml[cap]; returns its length or -ENOSPC. */
-static int dsdt_aml(uint8_t *aml, size_t cap)
+static int dsdt_aml(uint8_t *aml, size_t cap, const struct acpi_params *p)
 {
 	struct aml a = { .buf = aml, .cap = cap };
+	size_t scope;
 
 	dsdt_s5(&a);
+	aml_byte(&a, AML_SCOPE_OP);
+	scope = aml_pkg_begin(&a);
+	aml_name(&a, "\\_SB_");
 	dsdt_com1(&a);
+	if (p->pci) {
+		dsdt_pci0(&a);
+		dsdt_mres(&a);
+	}
+	aml_pkg_end(&a, scope);
 	return a.err ? a.err : (int)a.len;
 }
 
@@ -495,20 +651,24 @@ static size_t madt_size(unsigned n_cpus)
 	       sizeof(struct madt_lapic_nmi);
 }
 
-static void acpi_layout_compute(struct acpi_layout *l, unsigned n_cpus, size_t aml_len)
+static void acpi_layout_compute(struct acpi_layout *l, const struct acpi_params *p,
+				size_t aml_len)
 {
 	size_t off = sizeof(struct acpi_rsdp);
 
+	l->n_xsdt = p->pci ? 3 : 2;
 	l->dsdt_len = sizeof(struct acpi_header) + aml_len;
-	l->madt_len = madt_size(n_cpus);
+	l->madt_len = madt_size(p->n_cpus);
 	l->xsdt = ALIGN_UP(off, ACPI_TABLE_ALIGN);
-	off = l->xsdt + sizeof(struct acpi_header) + XSDT_ENTRIES * sizeof(uint64_t);
+	off = l->xsdt + sizeof(struct acpi_header) + l->n_xsdt * sizeof(uint64_t);
 	l->fadt = ALIGN_UP(off, ACPI_TABLE_ALIGN);
 	off = l->fadt + sizeof(struct acpi_fadt);
 	l->dsdt = ALIGN_UP(off, ACPI_TABLE_ALIGN);
 	off = l->dsdt + l->dsdt_len;
 	l->madt = ALIGN_UP(off, ACPI_TABLE_ALIGN);
-	l->total = l->madt + l->madt_len;
+	off = l->madt + l->madt_len;
+	l->mcfg = p->pci ? ALIGN_UP(off, ACPI_TABLE_ALIGN) : 0;
+	l->total = p->pci ? l->mcfg + sizeof(struct acpi_mcfg) : off;
 }
 
 static void acpi_write_rsdp(uint8_t *buf, uint64_t xsdt_gpa)
@@ -526,13 +686,28 @@ static void acpi_write_rsdp(uint8_t *buf, uint64_t xsdt_gpa)
 	memcpy(buf, &r, sizeof(r));
 }
 
-static void acpi_write_xsdt(uint8_t *buf, const uint64_t entries[XSDT_ENTRIES])
+static void acpi_write_xsdt(uint8_t *buf, const uint64_t *entries, unsigned n)
 {
-	size_t len = sizeof(struct acpi_header) + XSDT_ENTRIES * sizeof(uint64_t);
+	size_t len = sizeof(struct acpi_header) + n * sizeof(uint64_t);
 	struct acpi_header h = acpi_header_make("XSDT", len, XSDT_REVISION);
 
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), entries, XSDT_ENTRIES * sizeof(uint64_t));
+	memcpy(buf + sizeof(h), entries, n * sizeof(uint64_t));
+	acpi_table_seal(buf);
+}
+
+/* One allocation: the ECAM of segment 0, bus 0 (dev/pci.h). */
+static void acpi_write_mcfg(uint8_t *buf)
+{
+	struct acpi_mcfg m = {
+		.header = acpi_header_make("MCFG", sizeof(m), MCFG_REVISION),
+		.base = MEM_PCI_ECAM_BASE,
+		.segment = 0,
+		.start_bus = 0,
+		.end_bus = 0,
+	};
+
+	memcpy(buf, &m, sizeof(m));
 	acpi_table_seal(buf);
 }
 
@@ -633,9 +808,9 @@ int acpi_build(void *buf, size_t size, uint64_t gpa, const struct acpi_params *p
 	if (!buf || !p || p->n_cpus == 0 || p->n_cpus > ACPI_MAX_CPUS ||
 	    gpa % ACPI_TABLE_ALIGN)
 		return -EINVAL;
-	aml_len = dsdt_aml(aml, sizeof(aml));
+	aml_len = dsdt_aml(aml, sizeof(aml), p);
 	assert(aml_len > 0);
-	acpi_layout_compute(&l, p->n_cpus, (size_t)aml_len);
+	acpi_layout_compute(&l, p, (size_t)aml_len);
 	if (gpa > UINT64_MAX - l.total)
 		return -EINVAL;
 	if (size < l.total)
@@ -645,8 +820,10 @@ int acpi_build(void *buf, size_t size, uint64_t gpa, const struct acpi_params *p
 	acpi_write_dsdt(b + l.dsdt, aml, (size_t)aml_len);
 	acpi_write_fadt(b + l.fadt, gpa + l.dsdt, p);
 	acpi_write_madt(b + l.madt, l.madt_len, p);
-	acpi_write_xsdt(b + l.xsdt, (const uint64_t[XSDT_ENTRIES]){
-		gpa + l.fadt, gpa + l.madt });
+	if (p->pci)
+		acpi_write_mcfg(b + l.mcfg);
+	acpi_write_xsdt(b + l.xsdt, (const uint64_t[XSDT_MAX_ENTRIES]){
+		gpa + l.fadt, gpa + l.madt, gpa + l.mcfg }, l.n_xsdt);
 	acpi_write_rsdp(b, gpa + l.xsdt);
 	return (int)l.total;
 }

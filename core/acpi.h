@@ -1,10 +1,12 @@
 /*
- * ACPI table builder: RSDP, XSDT, FADT (hardware-reduced), MADT, DSDT.
- * Pure code on a caller-provided buffer; no KVM calls, no threads.
+ * ACPI table builder: RSDP, XSDT, FADT (hardware-reduced), MADT, DSDT, and
+ * MCFG when there is a PCI root. Pure code on a caller-provided buffer; no
+ * KVM calls, no threads.
  */
 #ifndef CORE_ACPI_H
 #define CORE_ACPI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +18,12 @@ struct acpi_params {
 	uint16_t sleep_port;		/* sleep control and status register (PIO, 8 bit) */
 	uint16_t reset_port;		/* reset register (PIO, 8 bit) */
 	uint8_t reset_value;		/* written to reset_port to reset */
+	/* A PCI root (dev/pci.h) is present: the DSDT gets the host bridge
+	 * \_SB.PCI0 (bus 0, mechanism #1 at 0xcf8, I/O windows around it,
+	 * memory window [MEM_PCI_HOLE_START, MEM_PCI_ECAM_BASE)) and a
+	 * motherboard device reserving the ECAM; the MCFG points at the ECAM
+	 * (MEM_PCI_ECAM_BASE, segment 0, bus 0). */
+	bool pci;
 };
 
 /* Value of SLP_TYP that the DSDT's \_S5 object gives for soft-off: the

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Checks the tables core/acpi.c builds against ACPICA, the same code Linux
-# runs: iasl disassembles each table (any warning, bad checksum or
-# malformed subtable fails), the DSDT's AML must recompile byte for byte,
-# and acpiexec loads FADT+DSDT+MADT, evaluates the objects and performs
-# the S5 (power-off) sequence, whose port writes are checked.
+# Checks the tables core/acpi.c builds (with the PCI root) against ACPICA,
+# the same code Linux runs: iasl disassembles each table (any warning, bad
+# checksum or malformed subtable fails), the DSDT's AML must recompile byte
+# for byte, and acpiexec loads FADT+DSDT+MADT+MCFG, evaluates the objects,
+# converts the PCI host bridge's and the ECAM reservation's _CRS into
+# resources as Linux's acpi_walk_resources does, and performs the S5
+# (power-off) sequence, whose port writes are checked.
 # Exit 0 pass, 1 fail, 77 when acpica-tools is missing and cannot be
 # installed. TEST_ACPI_BIN overrides the test binary.
 set -euo pipefail
@@ -58,6 +60,15 @@ check_fadt() {
 	expect FACP.dsl "Address : $(printf '%016X' "$sleep_port")" 2
 }
 
+check_mcfg() {
+	expect XSDT.dsl 'ACPI Table Address +[0-9] :' 3
+	expect MCFG.dsl 'Table Length : 0000003C'
+	expect MCFG.dsl "Base Address : $(printf '%016X' "$ecam")"
+	expect MCFG.dsl 'Segment Group Number : 0000'
+	expect MCFG.dsl 'Start Bus Number : 00'
+	expect MCFG.dsl 'End Bus Number : 00'
+}
+
 check_madt() {
 	expect APIC.dsl 'Subtable Type : 00 \[Processor Local APIC\]' "$n_cpus"
 	expect APIC.dsl 'Processor Enabled : 1' "$n_cpus"
@@ -71,6 +82,18 @@ check_dsdt() {
 	expect DSDT.dsl 'Name \(\\_S5, Package'
 	expect DSDT.dsl 'Device \(COM1\)'
 	expect DSDT.dsl 'EisaId \("PNP0501"\)'
+	expect DSDT.dsl 'Device \(PCI0\)'
+	expect DSDT.dsl 'Name \(_HID, EisaId \("PNP0A03"\)'
+	expect DSDT.dsl 'Name \(_SEG, Zero\)'
+	expect DSDT.dsl 'Name \(_BBN, Zero\)'
+	expect DSDT.dsl 'WordBusNumber \(ResourceProducer'
+	expect DSDT.dsl 'WordIO \(ResourceProducer' 2
+	expect DSDT.dsl 'DWordMemory \(ResourceProducer'
+	expect DSDT.dsl "$(printf '0x%08X' "$win_lo"), +// Range Minimum"
+	expect DSDT.dsl "$(printf '0x%08X' "$win_hi"), +// Range Maximum"
+	expect DSDT.dsl 'Name \(_HID, EisaId \("PNP0C02"\)'
+	expect DSDT.dsl 'Memory32Fixed \(ReadWrite'
+	expect DSDT.dsl "$(printf '0x%08X' "$ecam"), +// Address Base"
 	# iasl's own encoding of the disassembled source, optimizations off,
 	# must equal ours after the 36-byte header.
 	(cd "$DIR" && iasl -oa -p recompiled DSDT.dsl >recompile.log 2>&1) ||
@@ -83,7 +106,7 @@ check_dsdt() {
 check_acpiexec() {
 	local out="$DIR/acpiexec.log" io="$DIR/acpiexec-io.log" writes want
 	(cd "$DIR" && timeout 60 acpiexec -b 'evaluate \_S5; evaluate \_SB.COM1._CRS; sleep 5' \
-		FACP.dat DSDT.dat APIC.dat) >"$out" 2>&1 || fail "acpiexec failed: $(tail "$out")"
+		FACP.dat DSDT.dat APIC.dat MCFG.dat) >"$out" 2>&1 || fail "acpiexec failed: $(tail "$out")"
 	if grep -i -E 'error|warning|exception' "$out"; then
 		fail "acpiexec reports problems (above)"
 	fi
@@ -100,6 +123,26 @@ check_acpiexec() {
 	want="Wrote: 0000000000000080 width 8 to $(printf '%016X' "$sleep_port") (SystemIO);"
 	want+="Wrote: $(printf '%016X' "$s5_value") width 8 to $(printf '%016X' "$sleep_port") (SystemIO);"
 	[ "$writes" = "$want" ] || fail "S5 register writes: '$writes', expected '$want'"
+}
+
+# acpiexec's "resources": ACPICA turns each _CRS into resource structures
+# (and back, comparing the bytes), as Linux does for the host bridge
+# windows and the motherboard reservation that validates the MCFG.
+check_resources() {
+	local out="$DIR/resources.log" ranges want
+	(cd "$DIR" && timeout 60 acpiexec -b 'resources \_SB.PCI0; resources \_SB.MRES' \
+		FACP.dat DSDT.dat APIC.dat MCFG.dat) >"$out" 2>&1 ||
+		fail "acpiexec resources failed: $(tail "$out")"
+	if grep -i -E 'mismatch|error|warning|exception|\*\*\*\*' "$out"; then
+		fail "acpiexec reports problems converting _CRS (above)"
+	fi
+	ranges=$(grep -E 'Resource Type :|Address (Minimum|Maximum) :|^ +Address :|Address Length :' \
+		"$out" | sed 's/.* : //' | tr '\n' ';')
+	want="Bus Number Range;0000;0000;0001;0CF8;0CF8;08;I/O Range;0000;0CF7;0CF8;"
+	want+="I/O Range;0D00;FFFF;F300;Memory Range;"
+	want+="$(printf '%08X;%08X;%08X;' "$win_lo" "$win_hi" $((win_hi - win_lo + 1)))"
+	want+="$(printf '%08X;%08X;' "$ecam" 0x100000)"
+	[ "$ranges" = "$want" ] || fail "PCI0/MRES resources: '$ranges', expected '$want'"
 }
 
 # The checker must catch a broken table: corrupt the MADT and expect a fail.
@@ -120,17 +163,22 @@ DIR=$(mktemp -d)
 trap 'rm -rf "$DIR"' EXIT
 
 facts=$("$BIN" --dump "$DIR") || fail "$BIN --dump failed"
-[[ $facts =~ ^n_cpus=([0-9]+)\ sleep_port=(0x[0-9a-f]+)\ s5_value=(0x[0-9a-f]+)$ ]] ||
-	fail "unexpected --dump output: $facts"
+re='^n_cpus=([0-9]+) sleep_port=(0x[0-9a-f]+) s5_value=(0x[0-9a-f]+) '
+re+='ecam=(0x[0-9a-f]+) window=(0x[0-9a-f]+)-(0x[0-9a-f]+)$'
+[[ $facts =~ $re ]] || fail "unexpected --dump output: $facts"
 n_cpus=${BASH_REMATCH[1]} sleep_port=${BASH_REMATCH[2]} s5_value=${BASH_REMATCH[3]}
+ecam=${BASH_REMATCH[4]} win_lo=${BASH_REMATCH[5]} win_hi=${BASH_REMATCH[6]}
 
 check_negative_control
-for sig in XSDT FACP APIC DSDT; do
+for sig in XSDT FACP APIC DSDT MCFG; do
 	disasm "$sig"
 done
 check_fadt
 check_madt
+check_mcfg
 check_dsdt
 check_acpiexec
+check_resources
 echo "iasl $(iasl -v 2>/dev/null | grep -o -m1 'version [0-9]*'): tables disassemble cleanly;" \
-	"$n_cpus CPUs; DSDT recompiles identically; acpiexec S5 writes $s5_value to $sleep_port"
+	"$n_cpus CPUs; DSDT recompiles identically; PCI0 windows and the MCFG's ECAM at $ecam" \
+	"convert in acpiexec; acpiexec S5 writes $s5_value to $sleep_port"

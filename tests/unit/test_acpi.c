@@ -4,12 +4,14 @@
  * in one is not hidden by the same mistake in the other.
  *
  *   test_acpi             run the checks; exit 0 pass, 1 fail
- *   test_acpi --dump DIR  write RSDP, XSDT, FACP, APIC, DSDT to DIR/<sig>.dat
- *                         (4 CPUs) for tests/acpi/test_acpi_iasl.sh, and print
- *                         the expected values as shell assignments
+ *   test_acpi --dump DIR  write RSDP, XSDT, FACP, APIC, DSDT, MCFG to
+ *                         DIR/<sig>.dat (4 CPUs, PCI on) for
+ *                         tests/acpi/test_acpi_iasl.sh, and print the
+ *                         expected values as shell assignments
  */
 #include "tests/check.h"
 #include "core/acpi.h"
+#include "core/mem.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +26,11 @@
 
 #define HDR_LEN 36
 #define FADT_LEN 276
+#define MCFG_LEN 60			/* header, reserved, one allocation */
+/* EisaId() values as AML stores them (compressed vendor, big-endian product) */
+#define EISA_PNP0501 0x0105d041u
+#define EISA_PNP0A03 0x030ad041u
+#define EISA_PNP0C02 0x020cd041u
 
 static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t rd32(const uint8_t *p) { return rd16(p) | (uint32_t)rd16(p + 2) << 16; }
@@ -38,9 +45,10 @@ static uint8_t sum8(const uint8_t *p, size_t n)
 	return s;
 }
 
-static struct acpi_params params(unsigned n_cpus)
+static struct acpi_params params(unsigned n_cpus, bool pci)
 {
 	return (struct acpi_params){
+		.pci = pci,
 		.n_cpus = n_cpus,
 		.lapic_addr = 0xfee00000,
 		.ioapic_addr = 0xfec00000,
@@ -95,18 +103,38 @@ static const uint8_t *check_rsdp(const struct image *im)
 	return image_table(im, rd64(r + 24));
 }
 
-/* Checks the XSDT and returns its FACP and APIC entries in *fadt, *madt. */
-static void check_xsdt(const struct image *im, const uint8_t *x,
-		       const uint8_t **fadt, const uint8_t **madt)
+/* The tables the XSDT points to. */
+struct tables {
+	const uint8_t *fadt, *madt, *mcfg;
+};
+
+/* Records XSDT entry t (at addr) in *tb; false for an unexpected one. */
+static bool xsdt_entry(struct tables *tb, const uint8_t *t)
+{
+	static const char sig[3][5] = { "FACP", "APIC", "MCFG" };
+	const uint8_t **slot[3] = { &tb->fadt, &tb->madt, &tb->mcfg };
+
+	for (unsigned i = 0; i < 3; i++) {
+		if (memcmp(t, sig[i], 4))
+			continue;
+		CHECK(!*slot[i], "XSDT: two %s entries", sig[i]);
+		*slot[i] = t;
+		return true;
+	}
+	return false;
+}
+
+/* Checks the XSDT (FACP, APIC, and MCFG exactly when pci) into *tb. */
+static void check_xsdt(const struct image *im, const uint8_t *x, bool pci, struct tables *tb)
 {
 	uint32_t len;
 
-	*fadt = *madt = NULL;
+	*tb = (struct tables){ NULL };
 	CHECK(x != NULL, "XSDT: address outside the buffer");
 	if (!x)
 		return;
 	len = rd32(x + 4);
-	check_header(x, "XSDT", HDR_LEN + 2 * 8, 1);
+	check_header(x, "XSDT", HDR_LEN + (pci ? 3 : 2) * 8, 1);
 	for (uint32_t off = HDR_LEN; off + 8 <= len; off += 8) {
 		uint64_t addr = rd64(x + off);
 		const uint8_t *t = image_table(im, addr);
@@ -115,17 +143,21 @@ static void check_xsdt(const struct image *im, const uint8_t *x,
 		if (!t)
 			continue;
 		CHECK(addr % 8 == 0, "XSDT: table at %#llx not aligned", (unsigned long long)addr);
-		if (!memcmp(t, "FACP", 4)) {
-			CHECK(!*fadt, "XSDT: two FACP entries");
-			*fadt = t;
-		} else if (!memcmp(t, "APIC", 4)) {
-			CHECK(!*madt, "XSDT: two APIC entries");
-			*madt = t;
-		} else {
-			CHECK(false, "XSDT: unexpected table %.4s", (const char *)t);
-		}
+		CHECK(xsdt_entry(tb, t), "XSDT: unexpected table %.4s", (const char *)t);
 	}
-	CHECK(*fadt && *madt, "XSDT: FACP or APIC missing");
+	CHECK(tb->fadt && tb->madt, "XSDT: FACP or APIC missing");
+	CHECK(!tb->mcfg == !pci, "XSDT: MCFG %s", pci ? "missing" : "without PCI");
+}
+
+/* MCFG: one allocation, the ECAM of segment 0, buses 0-0. */
+static void check_mcfg(const uint8_t *m)
+{
+	check_header(m, "MCFG", MCFG_LEN, 1);
+	CHECK(rd64(m + 36) == 0, "MCFG: reserved bytes set");
+	CHECK(rd64(m + 44) == MEM_PCI_ECAM_BASE, "MCFG: base %#llx",
+	      (unsigned long long)rd64(m + 44));
+	CHECK(rd16(m + 52) == 0 && m[54] == 0 && m[55] == 0, "MCFG: segment %u buses %u-%u",
+	      rd16(m + 52), m[54], m[55]);
 }
 
 static void check_gas_io8(const uint8_t *g, uint16_t port, const char *what)
@@ -234,12 +266,28 @@ static void check_madt(const uint8_t *m, const struct acpi_params *p)
  * integers, Package, Buffer). Every PkgLength must frame its contents
  * exactly, so an encoding mistake shows up as a parse error.
  */
+#define AMLP_MAX_DEVS 8
+#define AMLP_N_INTS 4
+static const char amlp_int_names[AMLP_N_INTS][5] = { "_HID", "_UID", "_SEG", "_BBN" };
+
+/* A Device and the objects the checks look at. */
+struct amlp_dev {
+	char name[5];
+	uint64_t val[AMLP_N_INTS];		/* as amlp_int_names */
+	bool has[AMLP_N_INTS];
+	const uint8_t *crs;			/* _CRS buffer contents */
+	size_t crs_len;
+};
+
 struct amlp {
 	const uint8_t *p, *end;
 	bool bad;
 	char name[5];		/* last NameSeg read */
 	bool s5_found;
 	uint64_t s5;		/* first element of \_S5_ */
+	struct amlp_dev dev[AMLP_MAX_DEVS];
+	unsigned n_dev;
+	struct amlp_dev *cur;	/* innermost Device being read, or NULL */
 };
 
 static void amlp_terms(struct amlp *c, const uint8_t *end);
@@ -312,19 +360,24 @@ static void amlp_package(struct amlp *c, uint64_t *first)
 		c->bad = true;
 }
 
-static void amlp_buffer(struct amlp *c)
+/* Buffer: PkgLength BufferSize bytes; *body and *len get the bytes. */
+static void amlp_buffer(struct amlp *c, const uint8_t **body, size_t *len)
 {
 	const uint8_t *end = amlp_pkg(c);
 	uint64_t size;
 
 	if (!amlp_int(c, &size) || c->p > end || size != (uint64_t)(end - c->p))
 		c->bad = true;
+	*body = c->p;
+	*len = end > c->p ? (size_t)(end - c->p) : 0;
 	c->p = end;
 }
 
 /* DataRefObject; *first gets a Package's first integer element. */
 static void amlp_data(struct amlp *c, uint64_t *first)
 {
+	const uint8_t *body;
+	size_t len;
 	uint64_t v;
 
 	if (amlp_int(c, &v)) {
@@ -337,7 +390,7 @@ static void amlp_data(struct amlp *c, uint64_t *first)
 		amlp_package(c, first);
 		break;
 	case 0x11:
-		amlp_buffer(c);
+		amlp_buffer(c, &body, &len);
 		break;
 	default:
 		c->bad = true;
@@ -345,12 +398,42 @@ static void amlp_data(struct amlp *c, uint64_t *first)
 }
 
 /* Scope or Device: PkgLength NameString TermList */
-static void amlp_scope(struct amlp *c)
+static void amlp_scope(struct amlp *c, bool device)
 {
 	const uint8_t *end = amlp_pkg(c);
+	struct amlp_dev *outer = c->cur;
 
 	amlp_name(c);
+	if (device && c->n_dev < AMLP_MAX_DEVS) {
+		c->cur = &c->dev[c->n_dev++];
+		memcpy(c->cur->name, c->name, sizeof(c->name));
+	}
 	amlp_terms(c, end);
+	c->cur = outer;
+}
+
+/* Name(_HID/_UID/_SEG/_BBN, integer) or Name(_CRS, Buffer) in a Device:
+ * recorded; false if this Name is not one of those. */
+static bool amlp_dev_object(struct amlp *c)
+{
+	struct amlp_dev *d = c->cur;
+	uint64_t v;
+
+	if (!d)
+		return false;
+	if (!strcmp(c->name, "_CRS") && c->p < c->end && *c->p == 0x11) {
+		c->p++;
+		amlp_buffer(c, &d->crs, &d->crs_len);
+		return true;
+	}
+	for (unsigned i = 0; i < AMLP_N_INTS; i++)
+		if (!strcmp(c->name, amlp_int_names[i]) && amlp_int(c, &v)) {
+			CHECK(!d->has[i], "DSDT: %s.%s twice", d->name, c->name);
+			d->val[i] = v;
+			d->has[i] = true;
+			return true;
+		}
+	return false;
 }
 
 static void amlp_named(struct amlp *c)
@@ -366,7 +449,8 @@ static void amlp_named(struct amlp *c)
 		c->s5 = first;
 		return;
 	}
-	amlp_data(c, NULL);
+	if (!amlp_dev_object(c))
+		amlp_data(c, NULL);
 }
 
 static void amlp_terms(struct amlp *c, const uint8_t *end)
@@ -377,9 +461,9 @@ static void amlp_terms(struct amlp *c, const uint8_t *end)
 		if (op == 0x08)
 			amlp_named(c);
 		else if (op == 0x10)
-			amlp_scope(c);
+			amlp_scope(c, false);
 		else if (op == 0x5b && amlp_byte(c) == 0x82)
-			amlp_scope(c);
+			amlp_scope(c, true);
 		else
 			c->bad = true;
 	}
@@ -387,11 +471,152 @@ static void amlp_terms(struct amlp *c, const uint8_t *end)
 		c->bad = true;
 }
 
-static void check_dsdt(const uint8_t *d)
+/*
+ * A decoded resource descriptor: 'P' I/O ports (IO), 'Q' an IRQ
+ * (IRQNoFlags), 'F' fixed memory (Memory32Fixed), and the windows of Word
+ * and DWord address space descriptors: 'B' bus numbers, 'I' I/O, 'M'
+ * memory. [min, max] inclusive.
+ */
+struct res_item {
+	char kind;
+	uint64_t min, max;
+};
+
+static uint64_t rdn(const uint8_t *p, unsigned n)
 {
-	/* Device(COM1) { Name(_HID, EisaId("PNP0501")) ... }, encoded by hand */
-	static const uint8_t hid[] = { 0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x05, 0x01 };
-	struct amlp c;
+	return n == 2 ? rd16(p) : rd32(p);
+}
+
+/* Word (0x88) or DWord (0x87) address space: a window the device produces
+ * with positive decode and fixed minimum and maximum (general flags 0x0c),
+ * so granularity and translation are 0 and the length is max - min + 1. */
+static bool res_addr_item(const uint8_t *d, size_t ilen, struct res_item *it)
+{
+	unsigned n = d[0] == 0x88 ? 2 : 4;
+	const uint8_t *f = d + 6;
+
+	if (ilen != 3 + 5u * n || d[4] != 0x0c || rdn(f, n) || rdn(f + 3 * n, n))
+		return false;
+	it->min = rdn(f + n, n);
+	it->max = rdn(f + 2 * n, n);
+	if (rdn(f + 4 * n, n) != it->max - it->min + 1)
+		return false;
+	switch (d[3]) {
+	case 0:
+		it->kind = 'M';
+		return d[5] == 0x01;		/* read/write, non-cacheable */
+	case 1:
+		it->kind = 'I';
+		return d[5] == 0x03;		/* entire range */
+	case 2:
+		it->kind = 'B';
+		return d[5] == 0;
+	}
+	return false;
+}
+
+/* One descriptor at d, whose data is ilen bytes; false if malformed. */
+static bool res_item(const uint8_t *d, size_t ilen, struct res_item *it)
+{
+	switch (d[0]) {
+	case 0x47:			/* IO, 16-bit decode, one fixed range */
+		*it = (struct res_item){ 'P', rd16(d + 2), rd16(d + 2) + d[7] - 1u };
+		return ilen == 7 && d[1] == 1 && rd16(d + 4) == rd16(d + 2) && d[7];
+	case 0x22:			/* IRQNoFlags, one IRQ */
+		*it = (struct res_item){ 'Q', (uint64_t)__builtin_ctz(rd16(d + 1) | 0x10000) };
+		it->max = it->min;
+		return ilen == 2 && rd16(d + 1) && !(rd16(d + 1) & (rd16(d + 1) - 1));
+	case 0x86:			/* Memory32Fixed, read/write */
+		*it = (struct res_item){ 'F', rd32(d + 4), (uint64_t)rd32(d + 4) + rd32(d + 8) - 1 };
+		return ilen == 9 && d[3] == 1 && rd32(d + 8);
+	case 0x87:
+	case 0x88:
+		return res_addr_item(d, ilen, it);
+	}
+	return false;
+}
+
+/* Decodes a resource template into out[max]; returns the count, or -1 if
+ * it is malformed or does not end with exactly one end tag. */
+static int res_parse(const uint8_t *b, size_t len, struct res_item *out, int max)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off < len && n < max) {
+		bool large = b[off] & 0x80;
+		size_t hdr = large ? 3 : 1;
+		size_t ilen = large ? (off + 3 <= len ? rd16(b + off + 1) : len) : b[off] & 7u;
+
+		if (b[off] == 0x79)
+			return ilen == 1 && off + 2 == len ? n : -1;
+		if (ilen > len - off - hdr || !res_item(b + off, ilen, &out[n++]))
+			return -1;
+		off += hdr + ilen;
+	}
+	return -1;
+}
+
+static const struct amlp_dev *amlp_find(const struct amlp *c, const char *name)
+{
+	for (unsigned i = 0; i < c->n_dev; i++)
+		if (!strcmp(c->dev[i].name, name))
+			return &c->dev[i];
+	return NULL;
+}
+
+/* Device `name` exists with _HID hid, _UID 0 and exactly the resources
+ * want[n] in its _CRS, in that order. */
+static const struct amlp_dev *check_device(const struct amlp *c, const char *name, uint32_t hid,
+					   const struct res_item *want, int n)
+{
+	const struct amlp_dev *d = amlp_find(c, name);
+	struct res_item got[16];
+	int n_got;
+
+	CHECK(d != NULL, "DSDT: no Device(%s)", name);
+	if (!d)
+		return NULL;
+	CHECK(d->has[0] && d->val[0] == hid, "%s: _HID %#llx", name, (unsigned long long)d->val[0]);
+	CHECK(d->has[1] && d->val[1] == 0, "%s: no _UID 0", name);
+	n_got = d->crs ? res_parse(d->crs, d->crs_len, got, 16) : -1;
+	CHECK(n_got == n, "%s: _CRS has %d resources, expected %d", name, n_got, n);
+	for (int i = 0; i < n && i < n_got; i++)
+		CHECK(got[i].kind == want[i].kind && got[i].min == want[i].min &&
+		      got[i].max == want[i].max, "%s: _CRS item %d is %c [%#llx, %#llx]", name, i,
+		      got[i].kind, (unsigned long long)got[i].min, (unsigned long long)got[i].max);
+	return d;
+}
+
+/* With PCI: the host bridge and the motherboard device holding the ECAM. */
+static void check_dsdt_pci(const struct amlp *c, bool pci)
+{
+	static const struct res_item pci0[] = {
+		{ 'B', 0, 0 },
+		{ 'P', 0xcf8, 0xcff },
+		{ 'I', 0, 0xcf7 },
+		{ 'I', 0xd00, 0xffff },
+		{ 'M', MEM_PCI_HOLE_START, MEM_PCI_ECAM_BASE - 1 },
+	};
+	static const struct res_item mres[] = {
+		{ 'F', MEM_PCI_ECAM_BASE, MEM_PCI_ECAM_BASE + MEM_PCI_ECAM_SIZE - 1 },
+	};
+	const struct amlp_dev *d;
+
+	if (!pci) {
+		CHECK(!amlp_find(c, "PCI0") && !amlp_find(c, "MRES"), "DSDT: PCI devices without PCI");
+		return;
+	}
+	d = check_device(c, "PCI0", EISA_PNP0A03, pci0, 5);
+	CHECK(d && d->has[2] && d->val[2] == 0 && d->has[3] && d->val[3] == 0,
+	      "PCI0: no _SEG 0 or _BBN 0");
+	check_device(c, "MRES", EISA_PNP0C02, mres, 1);
+}
+
+static void check_dsdt(const uint8_t *d, bool pci)
+{
+	static const struct res_item com1[] = { { 'P', 0x3f8, 0x3ff }, { 'Q', 4, 4 } };
+	static struct amlp c;
 	uint32_t len;
 
 	CHECK(d != NULL, "DSDT: X_DSDT outside the buffer");
@@ -406,16 +631,17 @@ static void check_dsdt(const uint8_t *d)
 	CHECK(c.s5_found, "DSDT: no Name(\\_S5_, Package)");
 	CHECK(c.s5 == ACPI_S5_SLP_TYP, "DSDT: _S5 SLP_TYP %llu, expected %u",
 	      (unsigned long long)c.s5, ACPI_S5_SLP_TYP);
-	CHECK(memmem(d, len, hid, sizeof(hid)) != NULL, "DSDT: no _HID PNP0501");
+	check_device(&c, "COM1", EISA_PNP0501, com1, 2);
+	check_dsdt_pci(&c, pci);
 }
 
 /* Builds for n_cpus at gpa into a garbage-filled buffer and checks all. */
-static void check_build(unsigned n_cpus, uint64_t gpa)
+static void check_build(unsigned n_cpus, uint64_t gpa, bool pci)
 {
-	struct acpi_params p = params(n_cpus);
+	struct acpi_params p = params(n_cpus, pci);
 	uint8_t *buf = malloc(BUF_SIZE);
 	struct image im = { .buf = buf, .gpa = gpa };
-	const uint8_t *fadt, *madt;
+	struct tables tb;
 	int ret;
 
 	if (!buf)
@@ -433,17 +659,19 @@ static void check_build(unsigned n_cpus, uint64_t gpa)
 			CHECK(false, "%u cpus: byte %zu past the returned length written", n_cpus, i);
 			break;
 		}
-	check_xsdt(&im, check_rsdp(&im), &fadt, &madt);
-	if (fadt)
-		check_dsdt(check_fadt(&im, fadt, &p));
-	if (madt)
-		check_madt(madt, &p);
+	check_xsdt(&im, check_rsdp(&im), pci, &tb);
+	if (tb.fadt)
+		check_dsdt(check_fadt(&im, tb.fadt, &p), pci);
+	if (tb.madt)
+		check_madt(tb.madt, &p);
+	if (tb.mcfg)
+		check_mcfg(tb.mcfg);
 	free(buf);
 }
 
 static void check_enospc_size(uint8_t *buf, size_t cap, int size, int need)
 {
-	struct acpi_params p = params(64);
+	struct acpi_params p = params(64, true);
 	int ret;
 
 	memset(buf, CANARY, cap);
@@ -460,7 +688,7 @@ static void check_enospc_size(uint8_t *buf, size_t cap, int size, int need)
  * -ENOSPC and leave bytes past the size alone; the exact need succeeds. */
 static void check_enospc(void)
 {
-	struct acpi_params p = params(64);
+	struct acpi_params p = params(64, true);
 	static uint8_t buf[BUF_SIZE];
 	int need = acpi_build(buf, sizeof(buf), GPA_BIOS, &p);
 
@@ -482,13 +710,13 @@ static void check_einval(void)
 	struct acpi_params p;
 	int ret;
 
-	p = params(0);
+	p = params(0, true);
 	ret = acpi_build(buf, sizeof(buf), GPA_BIOS, &p);
 	CHECK(ret == -EINVAL, "0 cpus: returned %d", ret);
-	p = params(255);
+	p = params(255, true);
 	ret = acpi_build(buf, sizeof(buf), GPA_BIOS, &p);
 	CHECK(ret == -EINVAL, "255 cpus: returned %d", ret);
-	p = params(ACPI_MAX_CPUS);
+	p = params(ACPI_MAX_CPUS, true);
 	ret = acpi_build(buf, sizeof(buf), GPA_BIOS + 8, &p);
 	CHECK(ret == -EINVAL, "gpa not 16-byte aligned: returned %d", ret);
 	ret = acpi_build(buf, sizeof(buf), GPA_BIOS, NULL);
@@ -499,9 +727,9 @@ static void check_einval(void)
 static void check_no_reset(void)
 {
 	static uint8_t buf[BUF_SIZE];
-	struct acpi_params p = params(2);
+	struct acpi_params p = params(2, false);
 	struct image im = { .buf = buf, .gpa = GPA_BIOS };
-	const uint8_t *fadt, *madt;
+	struct tables tb;
 	int ret;
 
 	p.reset_port = 0;
@@ -510,19 +738,19 @@ static void check_no_reset(void)
 	if (ret <= 0)
 		return;
 	im.used = (size_t)ret;
-	check_xsdt(&im, check_rsdp(&im), &fadt, &madt);
-	if (!fadt)
+	check_xsdt(&im, check_rsdp(&im), false, &tb);
+	if (!tb.fadt)
 		return;
-	CHECK(!(rd32(fadt + 112) & (1u << 10)), "reset_port 0: RESET_REG_SUP set");
-	CHECK(rd64(fadt + 120) == 0 && fadt[116] == 0, "reset_port 0: RESET_REG filled in");
-	CHECK(sum8(fadt, FADT_LEN) == 0, "reset_port 0: FADT checksum");
+	CHECK(!(rd32(tb.fadt + 112) & (1u << 10)), "reset_port 0: RESET_REG_SUP set");
+	CHECK(rd64(tb.fadt + 120) == 0 && tb.fadt[116] == 0, "reset_port 0: RESET_REG filled in");
+	CHECK(sum8(tb.fadt, FADT_LEN) == 0, "reset_port 0: FADT checksum");
 }
 
 /* Same params give the same bytes whatever the buffer held before. */
 static void check_deterministic(void)
 {
 	static uint8_t a[BUF_SIZE], b[BUF_SIZE];
-	struct acpi_params p = params(8);
+	struct acpi_params p = params(8, true);
 	int ra, rb;
 
 	memset(a, 0, sizeof(a));
@@ -547,15 +775,16 @@ static int dump_table(const char *dir, const char *name, const uint8_t *t, size_
 	return 0;
 }
 
-/* Writes each table, found by following the pointers, to DIR/<sig>.dat
- * for iasl -d. */
+/* Writes each table (PCI on), found by following the pointers, to
+ * DIR/<sig>.dat for iasl -d. */
 static int dump(const char *dir)
 {
 	static uint8_t buf[BUF_SIZE];
-	struct acpi_params p = params(4);
+	struct acpi_params p = params(4, true);
 	int ret = acpi_build(buf, sizeof(buf), GPA_BIOS, &p);
 	struct image im = { .buf = buf, .used = ret > 0 ? (size_t)ret : 0, .gpa = GPA_BIOS };
-	const uint8_t *t[4];
+	struct tables tb;
+	const uint8_t *t[5];
 	int err = 0;
 
 	if (ret < 0) {
@@ -563,22 +792,25 @@ static int dump(const char *dir)
 		return 1;
 	}
 	t[0] = image_table(&im, rd64(buf + 24));
-	check_xsdt(&im, t[0], &t[1], &t[2]);
-	t[3] = t[1] ? image_table(&im, rd64(t[1] + 140)) : NULL;
-	if (test_failures || !t[3]) {
+	check_xsdt(&im, t[0], true, &tb);
+	t[1] = tb.fadt, t[2] = tb.madt, t[3] = tb.mcfg;
+	t[4] = tb.fadt ? image_table(&im, rd64(tb.fadt + 140)) : NULL;
+	if (test_failures || !t[4]) {
 		fprintf(stderr, "tables not found\n");
 		return 1;
 	}
 	err |= dump_table(dir, "RSDP", buf, 36);
-	for (size_t i = 0; i < 4; i++) {
+	for (size_t i = 0; i < 5; i++) {
 		char sig[5] = { 0 };
 
 		memcpy(sig, t[i], 4);
 		err |= dump_table(dir, sig, t[i], rd32(t[i] + 4));
 	}
 	/* Shell assignments telling the script what to look for. */
-	printf("n_cpus=%u sleep_port=%#x s5_value=%#x\n", p.n_cpus, p.sleep_port,
-	       (ACPI_S5_SLP_TYP << 2) | ACPI_SLP_EN);
+	printf("n_cpus=%u sleep_port=%#x s5_value=%#x ecam=%#llx window=%#llx-%#llx\n",
+	       p.n_cpus, p.sleep_port, (ACPI_S5_SLP_TYP << 2) | ACPI_SLP_EN,
+	       (unsigned long long)MEM_PCI_ECAM_BASE, (unsigned long long)MEM_PCI_HOLE_START,
+	       (unsigned long long)MEM_PCI_ECAM_BASE - 1);
 	return err ? 1 : 0;
 }
 
@@ -588,9 +820,11 @@ int main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[1], "--dump") == 0)
 		return dump(argv[2]);
-	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++)
-		check_build(cpus[i], GPA_BIOS);
-	check_build(2, 0x100000000ULL);
+	for (size_t i = 0; i < sizeof(cpus) / sizeof(cpus[0]); i++) {
+		check_build(cpus[i], GPA_BIOS, false);
+		check_build(cpus[i], GPA_BIOS, true);
+	}
+	check_build(2, 0x100000000ULL, true);
 	check_enospc();
 	check_einval();
 	check_no_reset();
