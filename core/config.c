@@ -29,9 +29,14 @@
 #define CFG_POLL_MAX_NS 1000000000ULL
 #define CFG_CMDLINE_DEFAULT "console=ttyS0"
 #define CFG_ARRAY_MAX 256	/* elements in one array value */
-#define CFG_KEYS_MAX 8		/* keys in one section */
+#define CFG_KEYS_MAX 10		/* keys in one section */
 #define CFG_QUOTE_MAX 80	/* source bytes quoted in a message */
 #define CFG_WHERE_MAX 256
+#define CFG_DISK_SECTOR 512ULL
+#define CFG_DISK_SIZE_MAX (1ULL << 63)	/* offsets stay signed 64-bit */
+#define CFG_QUEUE_SIZE_DEFAULT 256
+#define CFG_QUEUE_SIZE_MIN 16
+#define CFG_QUEUE_SIZE_MAX 1024
 
 enum cfg_type { CFG_INT, CFG_STRING, CFG_BOOL, CFG_ARRAY };
 
@@ -74,11 +79,17 @@ struct cfg_parser {
 	unsigned lineno;
 	const struct cfg_section *sec;	/* NULL before the first header */
 	struct iothread_config *iot;	/* the current [iothread.NAME] */
+	struct disk_config *disk;	/* the current [disk.NAME] */
 	char prefix[CONFIG_NAME_MAX + 16];	/* "iothread.io0": key names */
 	char where[CFG_WHERE_MAX];	/* the KEY part of messages */
 	unsigned key_line[CFG_KEYS_MAX];	/* in the current section; 0: unset */
 	unsigned vm_line, serial_line;
 	unsigned iot_line[CONFIG_MAX_IOTHREADS];
+	/* IOThread names given by disks' iothreads keys, which may come
+	 * before their sections: disk_config.iothreads holds indices into
+	 * this table until cfgp_finish resolves them. */
+	char iot_names[CONFIG_MAX_IOTHREADS][CONFIG_NAME_MAX];
+	unsigned n_iot_names;
 	bool memory_set;
 	size_t sused;			/* bytes of sbuf used by this line */
 	char sbuf[CONFIG_LINE_MAX];	/* decoded strings of this line */
@@ -534,6 +545,188 @@ static int cfg_set_poll_max_ns(struct cfg_parser *p, const struct cfg_value *v)
 	return 0;
 }
 
+static const char *const cfg_disk_formats[] = {
+	[DISK_FORMAT_RAW] = "raw",
+	[DISK_FORMAT_NULL] = "null",
+};
+
+static const char *const cfg_disk_caches[] = {
+	[DISK_CACHE_WRITEBACK] = "writeback",
+	[DISK_CACHE_NONE] = "none",
+};
+
+/* The index of v's string among the n names, or -EINVAL with a message
+ * that lists them all. */
+static int cfgp_choice(struct cfg_parser *p, const struct cfg_value *v, const char *const *names,
+		       unsigned n)
+{
+	char list[128];
+	size_t len = 0;
+	struct cfg_quoted q;
+	unsigned i;
+
+	for (i = 0; i < n; i++) {
+		if (!strcmp(v->str, names[i]))
+			return (int)i;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s\"%s\"",
+					!i ? "" : i + 1 < n ? ", " : " or ", names[i]);
+	}
+	return cfgp_fail(p, "expected %s, found %s", list, cfg_found_value(v, &q));
+}
+
+static int cfg_set_disk_path(struct cfg_parser *p, const struct cfg_value *v)
+{
+	p->disk->line.path = p->lineno;
+	return cfgp_path(p, v, p->disk->path);
+}
+
+static int cfg_set_format(struct cfg_parser *p, const struct cfg_value *v)
+{
+	int i = cfgp_choice(p, v, cfg_disk_formats, ARRAY_SIZE(cfg_disk_formats));
+
+	if (i < 0)
+		return i;
+	p->disk->format = (enum disk_format)i;
+	p->disk->line.format = p->lineno;
+	return 0;
+}
+
+static int cfg_set_cache(struct cfg_parser *p, const struct cfg_value *v)
+{
+	int i = cfgp_choice(p, v, cfg_disk_caches, ARRAY_SIZE(cfg_disk_caches));
+
+	if (i < 0)
+		return i;
+	p->disk->cache = (enum disk_cache)i;
+	p->disk->line.cache = p->lineno;
+	return 0;
+}
+
+static int cfg_set_readonly(struct cfg_parser *p, const struct cfg_value *v)
+{
+	p->disk->readonly = v->num;
+	p->disk->line.readonly = p->lineno;
+	return 0;
+}
+
+static int cfg_set_num_queues(struct cfg_parser *p, const struct cfg_value *v)
+{
+	struct cfg_quoted q;
+
+	if (v->num < 1 || v->num > CONFIG_MAX_QUEUES)
+		return cfgp_fail(p, "expected 1 to %d, found %s", CONFIG_MAX_QUEUES, cfg_src(v, &q));
+	p->disk->num_queues = (unsigned)v->num;
+	p->disk->line.num_queues = p->lineno;
+	return 0;
+}
+
+static int cfg_set_queue_size(struct cfg_parser *p, const struct cfg_value *v)
+{
+	struct cfg_quoted q;
+
+	if (v->num < CFG_QUEUE_SIZE_MIN || v->num > CFG_QUEUE_SIZE_MAX || (v->num & (v->num - 1)))
+		return cfgp_fail(p, "expected a power of two from %d to %d, found %s",
+				 CFG_QUEUE_SIZE_MIN, CFG_QUEUE_SIZE_MAX, cfg_src(v, &q));
+	p->disk->queue_size = (unsigned)v->num;
+	p->disk->line.queue_size = p->lineno;
+	return 0;
+}
+
+static int cfg_set_serial(struct cfg_parser *p, const struct cfg_value *v)
+{
+	if (v->len > CONFIG_SERIAL_MAX)
+		return cfgp_fail(p, "expected at most %d bytes, found %zu bytes", CONFIG_SERIAL_MAX,
+				 v->len);
+	memcpy(p->disk->serial, v->str, v->len + 1);
+	p->disk->line.serial = p->lineno;
+	return 0;
+}
+
+static int cfg_set_size(struct cfg_parser *p, const struct cfg_value *v)
+{
+	char lim[32];
+	struct cfg_quoted q;
+
+	if (v->num < CFG_DISK_SECTOR)
+		return cfgp_fail(p, "expected at least %llu, found %s", CFG_DISK_SECTOR, cfg_src(v, &q));
+	if (v->num % CFG_DISK_SECTOR)
+		return cfgp_fail(p, "expected a multiple of %llu, found %s", CFG_DISK_SECTOR,
+				 cfg_src(v, &q));
+	if (v->num > CFG_DISK_SIZE_MAX)
+		return cfgp_fail(p, "expected at most %s, found %s",
+				 cfg_size_str(CFG_DISK_SIZE_MAX, lim, sizeof(lim)), cfg_src(v, &q));
+	p->disk->size = v->num;
+	p->disk->line.size = p->lineno;
+	return 0;
+}
+
+/* A section name, or one given in an array: 1 to CONFIG_NAME_MAX - 1
+ * letters, digits, '_' and '-'. */
+static int cfgp_check_name(struct cfg_parser *p, const char *name, size_t len)
+{
+	struct cfg_quoted q;
+	size_t i = 0;
+
+	while (i < len && cfg_is_name_char(name[i]))
+		i++;
+	if (!len || i < len)
+		return cfgp_fail(p, "expected a name of letters, digits, '_' and '-', found %s",
+				 cfg_quote(&q, "'", name, len, "'"));
+	if (len >= CONFIG_NAME_MAX)
+		return cfgp_fail(p, "expected a name of at most %d characters, found %zu",
+				 CONFIG_NAME_MAX - 1, len);
+	return 0;
+}
+
+/* The index of name in iot_names, added there if new. */
+static int cfgp_iot_name(struct cfg_parser *p, const char *name, unsigned *out)
+{
+	unsigned i;
+
+	for (i = 0; i < p->n_iot_names; i++) {
+		if (!strcmp(p->iot_names[i], name)) {
+			*out = i;
+			return 0;
+		}
+	}
+	/* Only CONFIG_MAX_IOTHREADS sections can exist to match them. */
+	if (p->n_iot_names == CONFIG_MAX_IOTHREADS)
+		return cfgp_fail(p, "expected at most %d different IOThread names, found more",
+				 CONFIG_MAX_IOTHREADS);
+	snprintf(p->iot_names[p->n_iot_names], CONFIG_NAME_MAX, "%s", name);
+	*out = p->n_iot_names++;
+	return 0;
+}
+
+static int cfg_set_disk_iothreads(struct cfg_parser *p, const struct cfg_value *v)
+{
+	struct disk_config *d = p->disk;
+	struct cfg_quoted q;
+	unsigned i, j;
+	int ret;
+
+	if (!v->n)
+		return cfgp_fail(p, "expected at least one IOThread name, found an empty array");
+	if (v->n > CONFIG_MAX_QUEUES)
+		return cfgp_fail(p, "expected at most %d IOThread names, found %u",
+				 CONFIG_MAX_QUEUES, v->n);
+	for (i = 0; i < v->n; i++) {
+		ret = cfgp_check_name(p, v->elems[i].str, v->elems[i].len);
+		if (!ret)
+			ret = cfgp_iot_name(p, v->elems[i].str, &d->iothreads[i]);
+		if (ret)
+			return ret;
+		for (j = 0; j < i; j++) {
+			if (d->iothreads[j] == d->iothreads[i])
+				return cfgp_fail(p, "expected each IOThread once, found %s twice",
+						 cfg_src(&v->elems[i], &q));
+		}
+	}
+	d->n_iothreads = v->n;
+	d->line.iothreads = p->lineno;
+	return 0;
+}
+
 /* ---- sections ---- */
 
 static int cfg_open_vm(struct cfg_parser *p, const char *name, size_t len)
@@ -552,22 +745,6 @@ static int cfg_open_serial(struct cfg_parser *p, const char *name, size_t len)
 		return cfgp_fail(p, "expected each section once, found [serial] again (first on line %u)",
 				 p->serial_line);
 	p->serial_line = p->lineno;
-	return 0;
-}
-
-static int cfgp_check_name(struct cfg_parser *p, const char *name, size_t len)
-{
-	struct cfg_quoted q;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if (!cfg_is_name_char(name[i]))
-			return cfgp_fail(p, "expected a name of letters, digits, '_' and '-', found %s",
-					 cfg_quote(&q, "'", name, len, "'"));
-	}
-	if (len >= CONFIG_NAME_MAX)
-		return cfgp_fail(p, "expected a name of at most %d characters, found %zu",
-				 CONFIG_NAME_MAX - 1, len);
 	return 0;
 }
 
@@ -593,6 +770,32 @@ static int cfg_open_iothread(struct cfg_parser *p, const char *name, size_t len)
 	return 0;
 }
 
+static int cfg_open_disk(struct cfg_parser *p, const char *name, size_t len)
+{
+	struct vm_config *cfg = p->cfg;
+	unsigned i;
+	int ret = cfgp_check_name(p, name, len);
+
+	if (ret)
+		return ret;
+	for (i = 0; i < cfg->n_disks; i++) {
+		if (strlen(cfg->disks[i].name) == len && !memcmp(cfg->disks[i].name, name, len))
+			return cfgp_fail(p, "expected each section once, found [disk.%s] again (first on line %u)",
+					 cfg->disks[i].name, cfg->disks[i].line.disk);
+	}
+	if (cfg->n_disks == CONFIG_MAX_DISKS)
+		return cfgp_fail(p, "expected at most %d disks, found more", CONFIG_MAX_DISKS);
+	p->disk = &cfg->disks[cfg->n_disks++];
+	*p->disk = (struct disk_config){
+		.line.disk = p->lineno,
+		.format = DISK_FORMAT_RAW,
+		.queue_size = CFG_QUEUE_SIZE_DEFAULT,
+		.cache = DISK_CACHE_WRITEBACK,
+	};
+	memcpy(p->disk->name, name, len);
+	return 0;
+}
+
 static const struct cfg_key cfg_vm_keys[] = {
 	{ "memory", CFG_INT, 0, "an integer with an optional K, M or G suffix", cfg_set_memory },
 	{ "vcpus", CFG_INT, 0, "an integer", cfg_set_vcpus },
@@ -611,15 +814,30 @@ static const struct cfg_key cfg_iothread_keys[] = {
 	{ "poll_max_ns", CFG_INT, 0, "an integer (nanoseconds)", cfg_set_poll_max_ns },
 };
 
+static const struct cfg_key cfg_disk_keys[] = {
+	{ "path", CFG_STRING, 0, "a quoted path", cfg_set_disk_path },
+	{ "format", CFG_STRING, 0, "a quoted string (\"raw\" or \"null\")", cfg_set_format },
+	{ "readonly", CFG_BOOL, 0, "true or false", cfg_set_readonly },
+	{ "num_queues", CFG_INT, 0, "an integer", cfg_set_num_queues },
+	{ "queue_size", CFG_INT, 0, "an integer", cfg_set_queue_size },
+	{ "iothreads", CFG_ARRAY, CFG_STRING, "an array of quoted IOThread names",
+	  cfg_set_disk_iothreads },
+	{ "cache", CFG_STRING, 0, "a quoted string (\"writeback\" or \"none\")", cfg_set_cache },
+	{ "serial", CFG_STRING, 0, "a quoted string", cfg_set_serial },
+	{ "size", CFG_INT, 0, "an integer with an optional K, M or G suffix", cfg_set_size },
+};
+
 static const struct cfg_section cfg_sections[] = {
 	{ "vm", false, cfg_open_vm, cfg_vm_keys, ARRAY_SIZE(cfg_vm_keys) },
 	{ "serial", false, cfg_open_serial, cfg_serial_keys, ARRAY_SIZE(cfg_serial_keys) },
 	{ "iothread", true, cfg_open_iothread, cfg_iothread_keys, ARRAY_SIZE(cfg_iothread_keys) },
+	{ "disk", true, cfg_open_disk, cfg_disk_keys, ARRAY_SIZE(cfg_disk_keys) },
 };
 
 _Static_assert(ARRAY_SIZE(cfg_vm_keys) <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
 _Static_assert(ARRAY_SIZE(cfg_serial_keys) <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
 _Static_assert(ARRAY_SIZE(cfg_iothread_keys) <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
+_Static_assert(ARRAY_SIZE(cfg_disk_keys) <= CFG_KEYS_MAX, "raise CFG_KEYS_MAX");
 
 /* Finds the section for "kind" or "kind.name" (len bytes at s). */
 static const struct cfg_section *cfg_find_section(const char *s, size_t len,
@@ -653,7 +871,7 @@ static int cfgp_open_section(struct cfg_parser *p, const char *s, size_t len)
 
 	sec = cfg_find_section(s, len, &name, &name_len);
 	if (!sec)
-		return cfgp_fail(p, "expected a known section ([vm], [serial], [iothread.NAME]), found %s",
+		return cfgp_fail(p, "expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found %s",
 				 cfg_quote(&q, "[", s, len, "]"));
 	ret = sec->open(p, name, name_len);
 	if (ret)
@@ -788,12 +1006,75 @@ static int cfgp_line(struct cfg_parser *p, const char *line, const char *eol)
 	return cfgp_assignment(p);
 }
 
+/* Points the next message at key of disk d, on line. */
+static void cfgp_at_disk(struct cfg_parser *p, const struct disk_config *d, unsigned line,
+			 const char *key)
+{
+	p->lineno = line;
+	cfgp_where(p, "disk.%s.%s", d->name, key);
+}
+
+/* path goes with raw, size with null (format may follow them). */
+static int cfgp_finish_disk_format(struct cfg_parser *p, const struct disk_config *d)
+{
+	char size[32];
+
+	if (d->format == DISK_FORMAT_NULL && d->line.path) {
+		cfgp_at_disk(p, d, d->line.path, "path");
+		return cfgp_fail(p, "expected no path with format = \"null\", found a path");
+	}
+	if (d->format == DISK_FORMAT_NULL && !d->line.size) {
+		cfgp_at_disk(p, d, d->line.disk, "size");
+		return cfgp_fail(p, "expected size = BYTES in [disk.%s] with format = \"null\", found no size",
+				 d->name);
+	}
+	if (d->format != DISK_FORMAT_NULL && d->line.size) {
+		cfgp_at_disk(p, d, d->line.size, "size");
+		return cfgp_fail(p, "expected no size with format = \"%s\" (the file's size is used), found %s",
+				 cfg_disk_formats[d->format], cfg_size_str(d->size, size, sizeof(size)));
+	}
+	if (d->format != DISK_FORMAT_NULL && !d->line.path) {
+		cfgp_at_disk(p, d, d->line.disk, "path");
+		return cfgp_fail(p, "expected path = \"PATH\" in [disk.%s], found no path", d->name);
+	}
+	return 0;
+}
+
+/* Defaults num_queues to the vCPU count and turns iothreads names into
+ * indices of cfg->iothreads, now that every section is known. */
+static int cfgp_finish_disk_queues(struct cfg_parser *p, struct disk_config *d)
+{
+	const struct vm_config *cfg = p->cfg;
+	unsigned i, k;
+
+	if (!d->line.num_queues)
+		d->num_queues = cfg->vcpus < CONFIG_MAX_QUEUES ? cfg->vcpus : CONFIG_MAX_QUEUES;
+	cfgp_at_disk(p, d, d->line.iothreads, "iothreads");
+	for (i = 0; i < d->n_iothreads; i++) {
+		const char *name = p->iot_names[d->iothreads[i]];
+
+		for (k = 0; k < cfg->n_iothreads && strcmp(cfg->iothreads[k].name, name); k++)
+			;
+		if (k == cfg->n_iothreads)
+			return cfgp_fail(p, "expected the name of an [iothread.NAME] section, found \"%s\"",
+					 name);
+		d->iothreads[i] = k;
+	}
+	if (d->n_iothreads > d->num_queues)
+		return cfgp_fail(p, "expected at most one IOThread per queue (num_queues = %u%s), found %u",
+				 d->num_queues, d->line.num_queues ? "" : " from [vm] vcpus",
+				 d->n_iothreads);
+	return 0;
+}
+
 /* Checks what no single line can: required keys and defaults. eof_line
  * is where a missing [vm] is reported; a missing key is reported at its
  * section's header. */
 static int cfgp_finish(struct cfg_parser *p, unsigned eof_line)
 {
 	char lim[32];
+	unsigned i;
+	int ret;
 
 	if (!p->vm_line) {
 		p->lineno = eof_line;
@@ -809,6 +1090,13 @@ static int cfgp_finish(struct cfg_parser *p, unsigned eof_line)
 		cfgp_where(p, "vm.memory");
 		return cfgp_fail(p, "expected at most %s (the host's RAM), found the default 512M",
 				 cfg_size_str(p->host_ram, lim, sizeof(lim)));
+	}
+	for (i = 0; i < p->cfg->n_disks; i++) {
+		ret = cfgp_finish_disk_format(p, &p->cfg->disks[i]);
+		if (!ret)
+			ret = cfgp_finish_disk_queues(p, &p->cfg->disks[i]);
+		if (ret)
+			return ret;
 	}
 	return 0;
 }

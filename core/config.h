@@ -58,7 +58,7 @@ struct disk_config {
 	char path[PATH_MAX];		/* resolved; "" for format = null */
 	enum disk_format format;	/* default raw */
 	bool readonly;
-	unsigned num_queues;		/* default: the vCPU count */
+	unsigned num_queues;		/* default: the vCPU count, at most CONFIG_MAX_QUEUES */
 	unsigned queue_size;		/* power of two, 16..1024; default 256 */
 	unsigned n_iothreads;		/* 0: one implicit IOThread per queue, up to vCPUs */
 	unsigned iothreads[CONFIG_MAX_QUEUES];	/* indices into vm_config.iothreads */

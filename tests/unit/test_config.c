@@ -35,12 +35,13 @@ static const struct test_bad test_bad_cases[] = {
 	{ T("# only\n# comments\n"), NAME ":3: [vm]: expected a [vm] section with kernel = \"PATH\", found end of file" },
 	{ T("[serial]\noutput = \"none\""), NAME ":2: [vm]: expected a [vm] section with kernel = \"PATH\", found end of file" },
 	{ T("\n[vm]\nmemory = 1G\n"), NAME ":2: vm.kernel: expected kernel = \"PATH\" in [vm], found no kernel" },
-	{ T("[vmm]\n"), NAME ":1: [vmm]: expected a known section ([vm], [serial], [iothread.NAME]), found [vmm]" },
-	{ T("[disk.d0]\n"), NAME ":1: [disk.d0]: expected a known section ([vm], [serial], [iothread.NAME]), found [disk.d0]" },
-	{ T("[vm.x]\n"), NAME ":1: [vm.x]: expected a known section ([vm], [serial], [iothread.NAME]), found [vm.x]" },
-	{ T("[iothread]\n"), NAME ":1: [iothread]: expected a known section ([vm], [serial], [iothread.NAME]), found [iothread]" },
-	{ T("[iothread.]\n"), NAME ":1: [iothread.]: expected a known section ([vm], [serial], [iothread.NAME]), found [iothread.]" },
-	{ T("[]\n"), NAME ":1: []: expected a known section ([vm], [serial], [iothread.NAME]), found []" },
+	{ T("[vmm]\n"), NAME ":1: [vmm]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [vmm]" },
+	{ T("[disk]\n"), NAME ":1: [disk]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [disk]" },
+	{ T("[disk.d0]\n"), NAME ":2: [vm]: expected a [vm] section with kernel = \"PATH\", found end of file" },
+	{ T("[vm.x]\n"), NAME ":1: [vm.x]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [vm.x]" },
+	{ T("[iothread]\n"), NAME ":1: [iothread]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [iothread]" },
+	{ T("[iothread.]\n"), NAME ":1: [iothread.]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [iothread.]" },
+	{ T("[]\n"), NAME ":1: []: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found []" },
 	{ T("[vm\nkernel = \"k\"\n"), NAME ":1: [vm: expected ']' to close the section header, found end of line" },
 	{ T("[vm] x\n"), NAME ":1: [vm]: expected end of line after the section header, found 'x'" },
 	{ T("[vm]]\n"), NAME ":1: [vm]: expected end of line after the section header, found ']'" },
@@ -138,6 +139,54 @@ static const struct test_bad test_bad_cases[] = {
 	{ T("[iothread.x]\ncpus = [1] 2]\n"), NAME ":2: iothread.x.cpus: expected end of line after the value, found '2'" },
 	{ T("[iothread.x]\npoll_max_ns = 1000000001\n"), NAME ":2: iothread.x.poll_max_ns: expected at most 1000000000 (1 s), found 1000000001" },
 	{ T("[iothread.x]\npoll_max_ns = \"1\"\n"), NAME ":2: iothread.x.poll_max_ns: expected an integer (nanoseconds), found the string \"1\"" },
+	/* disks */
+#define K "[vm]\nkernel = \"k\"\n"
+	{ T(K "[disk.d0]\n"), NAME ":3: disk.d0.path: expected path = \"PATH\" in [disk.d0], found no path" },
+	{ T(K "[disk.d0]\nformat = \"null\"\n"), NAME ":3: disk.d0.size: expected size = BYTES in [disk.d0] with format = \"null\", found no size" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 1G\npath = \"x\"\n"), NAME ":6: disk.d0.path: expected no path with format = \"null\", found a path" },
+	{ T(K "[disk.d0]\npath = \"x\"\nsize = 1G\n"), NAME ":5: disk.d0.size: expected no size with format = \"raw\" (the file's size is used), found 1G" },
+	{ T(K "[disk.d0]\nformat = \"qcow2\"\n"), NAME ":4: disk.d0.format: expected \"raw\" or \"null\", found the string \"qcow2\"" },
+	{ T(K "[disk.d0]\nformat = \"RAW\"\n"), NAME ":4: disk.d0.format: expected \"raw\" or \"null\", found the string \"RAW\"" },
+	{ T(K "[disk.d0]\nformat = raw\n"), NAME ":4: disk.d0.format: expected a quoted string (\"raw\" or \"null\"), found 'raw'" },
+	{ T(K "[disk.d0]\nreadonly = 1\n"), NAME ":4: disk.d0.readonly: expected true or false, found the integer 1" },
+	{ T(K "[disk.d0]\nreadonly = \"true\"\n"), NAME ":4: disk.d0.readonly: expected true or false, found the string \"true\"" },
+	{ T(K "[disk.d0]\nreadonly = yes\n"), NAME ":4: disk.d0.readonly: expected true or false, found 'yes'" },
+	{ T(K "[disk.d0]\nnum_queues = 0\n"), NAME ":4: disk.d0.num_queues: expected 1 to 64, found 0" },
+	{ T(K "[disk.d0]\nnum_queues = 65\n"), NAME ":4: disk.d0.num_queues: expected 1 to 64, found 65" },
+	{ T(K "[disk.d0]\nqueue_size = 100\n"), NAME ":4: disk.d0.queue_size: expected a power of two from 16 to 1024, found 100" },
+	{ T(K "[disk.d0]\nqueue_size = 8\n"), NAME ":4: disk.d0.queue_size: expected a power of two from 16 to 1024, found 8" },
+	{ T(K "[disk.d0]\nqueue_size = 2K\n"), NAME ":4: disk.d0.queue_size: expected a power of two from 16 to 1024, found 2K" },
+	{ T(K "[disk.d0]\nqueue_size = 0\n"), NAME ":4: disk.d0.queue_size: expected a power of two from 16 to 1024, found 0" },
+	{ T(K "[disk.d0]\ncache = \"unsafe\"\n"), NAME ":4: disk.d0.cache: expected \"writeback\" or \"none\", found the string \"unsafe\"" },
+	{ T(K "[disk.d0]\ncache = none\n"), NAME ":4: disk.d0.cache: expected a quoted string (\"writeback\" or \"none\"), found 'none'" },
+	{ T(K "[disk.d0]\nserial = \"012345678901234567890\"\n"), NAME ":4: disk.d0.serial: expected at most 20 bytes, found 21 bytes" },
+	{ T(K "[disk.d0]\nserial = 42\n"), NAME ":4: disk.d0.serial: expected a quoted string, found the integer 42" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 100\n"), NAME ":5: disk.d0.size: expected at least 512, found 100" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 1000\n"), NAME ":5: disk.d0.size: expected a multiple of 512, found 1000" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 8589934593G\n"), NAME ":5: disk.d0.size: expected at most 8589934592G, found 8589934593G" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = \"1G\"\n"), NAME ":5: disk.d0.size: expected an integer with an optional K, M or G suffix, found the string \"1G\"" },
+	{ T(K "[disk.d0]\npath = \"\"\n"), NAME ":4: disk.d0.path: expected a non-empty path, found \"\"" },
+	{ T(K "[disk.d0]\npath = x\n"), NAME ":4: disk.d0.path: expected a quoted path, found 'x'" },
+	{ T(K "[disk.d0]\npth = \"x\"\n"), NAME ":4: disk.d0.pth: expected a key of [disk.d0] (path, format, readonly, num_queues, queue_size, iothreads, cache, serial, size), found pth" },
+	{ T(K "[disk.d0]\npath = \"a\"\npath = \"b\"\n"), NAME ":5: disk.d0.path: expected each key once per section, found path again (first on line 4)" },
+	{ T(K "[disk.d0]\npath = \"a\"\n[disk.d1]\npath = \"b\"\n[disk.d0]\n"), NAME ":7: [disk.d0]: expected each section once, found [disk.d0] again (first on line 3)" },
+	{ T(K "[disk.a b]\n"), NAME ":3: [disk.a b]: expected a name of letters, digits, '_' and '-', found 'a b'" },
+	{ T(K "[disk.]\n"), NAME ":3: [disk.]: expected a known section ([vm], [serial], [iothread.NAME], [disk.NAME]), found [disk.]" },
+	{ T(K "[disk.d0]\niothreads = []\n"), NAME ":4: disk.d0.iothreads: expected at least one IOThread name, found an empty array" },
+	{ T(K "[disk.d0]\niothreads = \"io0\"\n"), NAME ":4: disk.d0.iothreads: expected an array of quoted IOThread names, found the string \"io0\"" },
+	{ T(K "[disk.d0]\niothreads = [0]\n"), NAME ":4: disk.d0.iothreads: expected an array of quoted IOThread names, found the integer 0" },
+	{ T(K "[disk.d0]\niothreads = [io0]\n"), NAME ":4: disk.d0.iothreads: expected an array of quoted IOThread names, found 'io0'" },
+	{ T(K "[disk.d0]\niothreads = [\"a b\"]\n"), NAME ":4: disk.d0.iothreads: expected a name of letters, digits, '_' and '-', found 'a b'" },
+	{ T(K "[disk.d0]\niothreads = [\"\"]\n"), NAME ":4: disk.d0.iothreads: expected a name of letters, digits, '_' and '-', found ''" },
+	{ T(K "[disk.d0]\niothreads = [\"io0\", \"io1\", \"io0\"]\n"), NAME ":4: disk.d0.iothreads: expected each IOThread once, found \"io0\" twice" },
+	{ T(K "[disk.d0]\npath = \"x\"\niothreads = [\"io0\", \"io9\"]\n[iothread.io0]\n"),
+	  NAME ":5: disk.d0.iothreads: expected the name of an [iothread.NAME] section, found \"io9\"" },
+	{ T(K "[iothread.a]\n[iothread.b]\n[disk.d0]\npath = \"x\"\nnum_queues = 1\niothreads = [\"a\", \"b\"]\n"),
+	  NAME ":8: disk.d0.iothreads: expected at most one IOThread per queue (num_queues = 1), found 2" },
+	{ T("[disk.d0]\npath = \"x\"\niothreads = [\"a\", \"b\"]\n[iothread.a]\n[iothread.b]\n[vm]\nkernel = \"k\"\nvcpus = 1\n"),
+	  NAME ":3: disk.d0.iothreads: expected at most one IOThread per queue (num_queues = 1 from [vm] vcpus), found 2" },
+	{ T(K "[disk.d0]\npath = \"x\"\n[disk.d1]\n"), NAME ":5: disk.d1.path: expected path = \"PATH\" in [disk.d1], found no path" },
+#undef K
 	/* odd bytes and line ends */
 	{ T("[vm]\r\nkernel = vm linuz\r\n"), NAME ":2: vm.kernel: expected a quoted path, found 'vm'" },
 	{ T("[vm]\nkernel = \"k\"\r\r\n"), NAME ":2: vm.kernel: expected end of line after the value, found '\\x0d'" },
@@ -241,6 +290,83 @@ static void test_full(void)
 	CHECK_S(c->iothreads[2].name, "x");
 	CHECK_U(c->iothreads[2].n_cpus, 0);
 	CHECK_U(c->iothreads[2].poll_max_ns, 0);
+}
+
+/* Every disk key; defaults; num_queues from a later [vm]; iothreads named
+ * before and after their sections. */
+static void test_disks(void)
+{
+	static const char text[] =
+		"[iothread.early]\n"
+		"[disk.data]\n"
+		"path = \"images/data.raw\"\n"
+		"format = \"raw\"\n"
+		"readonly = true\n"
+		"num_queues = 4\n"
+		"queue_size = 1024\n"
+		"iothreads = [\"late\", \"early\", ]\n"
+		"cache = \"none\"\n"
+		"serial = \"01234567890123456789\"\n"
+		"[disk.scratch]\n"
+		"format = \"null\"\n"
+		"size = 0x10000000000\n"
+		"queue_size = 16\n"
+		"[disk.root]\n"
+		"path = \"/dev/vdb\"\n"
+		"iothreads = [\"early\"]\n"
+		"[iothread.late]\n"
+		"[vm]\n"
+		"kernel = \"k\"\n"
+		"vcpus = 100\n";
+	struct vm_config *c = &test_cfg;
+	const struct disk_config *d = c->disks;
+	char err[256];
+	int ret = config_parse(NAME, T(text), HOST_RAM, c, err, sizeof(err));
+
+	CHECK(ret == 0, "%s", err);
+	CHECK_U(c->n_disks, 3);
+	CHECK_S(d[0].name, "data");
+	CHECK_S(d[0].path, "dir/images/data.raw");
+	CHECK_U(d[0].format, DISK_FORMAT_RAW);
+	CHECK(d[0].readonly, "data: not readonly");
+	CHECK_U(d[0].num_queues, 4);
+	CHECK_U(d[0].queue_size, 1024);
+	CHECK_U(d[0].n_iothreads, 2);
+	CHECK_U(d[0].iothreads[0], 1);	/* late: the second [iothread] */
+	CHECK_U(d[0].iothreads[1], 0);
+	CHECK_U(d[0].cache, DISK_CACHE_NONE);
+	CHECK_S(d[0].serial, "01234567890123456789");
+	CHECK_U(d[0].size, 0);
+	CHECK_U(d[0].line.disk, 2);
+	CHECK_U(d[0].line.path, 3);
+	CHECK_U(d[0].line.iothreads, 8);
+	CHECK_U(d[0].line.serial, 10);
+	CHECK_U(d[0].line.size, 0);
+	CHECK_S(d[1].name, "scratch");
+	CHECK_S(d[1].path, "");
+	CHECK_U(d[1].format, DISK_FORMAT_NULL);
+	CHECK_U(d[1].size, 1ULL << 40);
+	CHECK_U(d[1].queue_size, 16);
+	CHECK_U(d[1].num_queues, CONFIG_MAX_QUEUES);	/* 100 vCPUs, capped */
+	CHECK_U(d[1].line.size, 13);
+	/* The defaults. */
+	CHECK_S(d[2].path, "/dev/vdb");
+	CHECK_U(d[2].format, DISK_FORMAT_RAW);
+	CHECK(!d[2].readonly, "root: readonly");
+	CHECK_U(d[2].queue_size, 256);
+	CHECK_U(d[2].cache, DISK_CACHE_WRITEBACK);
+	CHECK_S(d[2].serial, "");
+	CHECK_U(d[2].n_iothreads, 1);
+	CHECK_U(d[2].iothreads[0], 0);
+	CHECK_U(d[2].line.num_queues, 0);
+
+	ret = config_parse(NAME, T("[disk.d]\npath = \"d.img\"\n[vm]\nkernel = \"k\"\nvcpus = 3\n"),
+			   HOST_RAM, c, err, sizeof(err));
+	CHECK(ret == 0, "%s", err);
+	CHECK_U(c->disks[0].num_queues, 3);
+	CHECK_U(c->disks[0].n_iothreads, 0);
+	ret = config_parse(NAME, T("[vm]\nkernel = \"k\"\n"), HOST_RAM, c, err, sizeof(err));
+	CHECK(ret == 0 && c->n_disks == 0, "no disks: %s", err);
 }
 
 static void test_sizes(void)
@@ -421,6 +547,55 @@ static void test_names_and_counts(void)
 	CHECK_U(strlen(test_cfg.iothreads[0].name), CONFIG_NAME_MAX - 1);
 }
 
+/* 16 disks and no more; 64 IOThread names per disk and across disks. */
+static void test_disk_counts(void)
+{
+	static char text[CONFIG_MAX_QUEUES * 2 * 8 + 1024];
+	char err[256];
+	size_t n = 0, mark;
+	int i, ret;
+
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "[vm]\nkernel = \"k\"\nvcpus = 64\n");
+	for (i = 0; i < CONFIG_MAX_DISKS; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "[disk.d%d]\npath = \"d%d\"\n", i, i);
+	ret = config_parse(NAME, text, n, HOST_RAM, &test_cfg, err, sizeof(err));
+	CHECK(ret == 0, "16 disks: %s", err);
+	CHECK_U(test_cfg.n_disks, CONFIG_MAX_DISKS);
+	CHECK_S(test_cfg.disks[15].path, "dir/d15");
+	mark = n;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "[disk.more]\n");
+	ret = config_parse(NAME, text, n, HOST_RAM, &test_cfg, err, sizeof(err));
+	CHECK_S(err, NAME ":36: [disk.more]: expected at most 16 disks, found more");
+
+	/* d15 lists t0..t63; then d14 lists one more name. */
+	n = mark;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "iothreads = [");
+	for (i = 0; i < CONFIG_MAX_QUEUES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "\"t%d\",", i);
+	mark = n;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "]\n");
+	for (i = 0; i < CONFIG_MAX_QUEUES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "[iothread.t%d]\n", i);
+	ret = config_parse(NAME, text, n, HOST_RAM, &test_cfg, err, sizeof(err));
+	CHECK(ret == 0, "64 iothreads on a disk: %s", err);
+	CHECK_U(test_cfg.disks[15].n_iothreads, CONFIG_MAX_QUEUES);
+	CHECK_U(test_cfg.disks[15].iothreads[63], 63);
+	n = mark;
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "\"t64\"]\n");
+	ret = config_parse(NAME, text, n, HOST_RAM, &test_cfg, err, sizeof(err));
+	CHECK_S(err, NAME ":36: disk.d15.iothreads: expected at most 64 IOThread names, found 65");
+
+	/* Only 64 [iothread] sections can exist: a 65th name cannot match. */
+	n = (size_t)snprintf(text, sizeof(text), "[vm]\nkernel = \"k\"\nvcpus = 64\n[disk.a]\n"
+			     "path = \"a\"\niothreads = [");
+	for (i = 0; i < CONFIG_MAX_QUEUES; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "\"t%d\",", i);
+	n += (size_t)snprintf(text + n, sizeof(text) - n, "]\n[disk.b]\npath = \"b\"\n"
+			      "iothreads = [\"t5\", \"new\"]\n");
+	ret = config_parse(NAME, text, n, HOST_RAM, &test_cfg, err, sizeof(err));
+	CHECK_S(err, NAME ":9: disk.b.iothreads: expected at most 64 different IOThread names, found more");
+}
+
 /* All 256 CPUs, then more elements than any array may hold. */
 static void test_big_arrays(void)
 {
@@ -585,6 +760,8 @@ int main(void)
 	test_bad();
 	test_defaults();
 	test_full();
+	test_disks();
+	test_disk_counts();
 	test_sizes();
 	test_paths();
 	test_serial();
