@@ -260,6 +260,7 @@ static int vmm_write_acpi(struct vmm *v)
 		.sleep_port = ACPI_PM_SLEEP_PORT,
 		.reset_port = ACPI_PM_RESET_PORT,
 		.reset_value = ACPI_PM_RESET_VALUE,
+		.pci = true,
 	};
 	void *buf = mem_translate(&v->vm.mem, BOOT_ACPI_ADDR, BOOT_ACPI_SIZE);
 	int ret = buf ? acpi_build(buf, BOOT_ACPI_SIZE, BOOT_ACPI_ADDR, &p) : -EFAULT;
