@@ -22,7 +22,8 @@ case $rel in
 esac
 files=(-f "$rel")
 cfgdir=$(dirname "$cfg")
-# kernel = "..." and initrd = "..." (relative to the config's folder).
+# kernel = "...", initrd = "..." and disks' path = "..." (relative to the
+# config's folder). In the lab a disk is a copy: the guest's writes are lost.
 while read -r path; do
 	case $path in /*) p=$path ;; *) p=$cfgdir/$path ;; esac
 	r=$(realpath -m --relative-to="$LAB_REPO" "$p")
@@ -30,7 +31,7 @@ while read -r path; do
 	../* | /*) echo "boot-example: $path (in $cfg) is outside $LAB_REPO; the lab only has the repo's files" >&2; exit 1 ;;
 	esac
 	files+=(-f "$r")
-done < <(sed -n 's/^[[:space:]]*\(kernel\|initrd\)[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\2/p' "$cfg")
+done < <(sed -n 's/^[[:space:]]*\(kernel\|initrd\|path\)[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\2/p' "$cfg")
 
 lab_require
 script=$(mktemp)

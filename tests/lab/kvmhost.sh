@@ -29,6 +29,8 @@ lab_config() {
 # run_vmm NAME CONFIG [SECONDS]: runs the vmm on CONFIG (killed after
 # SECONDS, default 150) between the lines "LAB-RUN-BEGIN NAME" and
 # "LAB-RUN-END NAME status=N seconds=S"; returns the vmm's exit status.
+# VMM_ARGS: options put before CONFIG (e.g. --stats). The vmm's stderr goes
+# with its stdout, so that its messages are in the log on any KVM host.
 run_vmm() {
 	echo "LAB-RUN-BEGIN $1"
 	echo "LAB-RUN-CONFIG $1:"
@@ -38,7 +40,7 @@ run_vmm() {
 	# unless told not to; busybox timeout has no such option and no need.
 	_fg=
 	timeout --help 2>&1 | grep -q -- --foreground && _fg=--foreground
-	timeout $_fg -s KILL "${3:-150}" "$VMM" "$2"
+	timeout $_fg -s KILL "${3:-150}" "$VMM" ${VMM_ARGS:-} "$2" 2>&1
 	_rc=$?
 	echo
 	echo "LAB-RUN-END $1 status=$_rc seconds=$(($(date +%s) - _t0))"

@@ -81,7 +81,8 @@ lab_base_cpio() {
 	for a in $(/bin/busybox --list-full); do
 		[ -e "$dir/$a" ] || ln -s /bin/busybox "$dir/$a"
 	done
-	for m in irqbypass kvm kvm-amd; do
+	# loop: loaded on demand (tests/lab/blkhost.sh).
+	for m in irqbypass kvm kvm-amd loop; do
 		cp "$LAB_REPO/guest-images/out/l1-modules/$m.ko" "$dir/lib/modules/"
 	done
 	install -m 755 "$LAB_REPO/tests/lab/l1-init" "$dir/init"
@@ -258,6 +259,13 @@ lab_section() {
 # did not end).
 lab_run_status() {
 	tr -d '\r' <"$1" | sed -n "s/.*LAB-RUN-END $2 status=\([0-9]*\) .*/\1/p" | tail -n 1
+}
+
+# lab_value LOG PREFIX [KIND NAME]: the rest of the last line that starts
+# with PREFIX, in the whole log or in section KIND NAME ("" if none).
+lab_value() {
+	if [ $# -ge 4 ]; then lab_section "$1" "$3" "$4"; else tr -d '\r' <"$1"; fi |
+		awk -v p="$2" 'index($0, p) == 1 { v = substr($0, length(p) + 1) } END { print v }'
 }
 
 # lab_expect_line LOG KIND NAME LINE WHAT: fails with WHAT unless the
