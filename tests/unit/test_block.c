@@ -5,9 +5,9 @@
  * O_DIRECT (aligned, and unaligned through the bounce buffer); readonly
  * images; flush; discard and write_zeroes checked with SEEK_HOLE and
  * st_blocks; open errors; a read cut short by a truncation; and, when this
- * process may mount, a tiny tmpfs (ENOSPC after a short write; no
- * ZERO_RANGE) and a ramfs (no fallocate at all, no O_DIRECT), plus a loop
- * block device. The null backend: zeros over garbage, writes complete.
+ * process may mount (in a private mount namespace, so no mount outlives
+ * it), a tiny tmpfs (ENOSPC after a short write; no ZERO_RANGE) and a
+ * ramfs (no fallocate at all, no O_DIRECT); a loop block device. The null backend: zeros over garbage, writes complete.
  * Every request checks that done never runs inside the submitting call.
  * Two threads share one image from their own loops (for TSan).
  * Exit 0 pass, 1 fail, 77 when io_uring is unavailable here.
@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <linux/loop.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,7 @@ static char test_dir[PATH_MAX];
 static unsigned char *pool;		/* POOL_SLOTS slots, 4 KiB aligned */
 static unsigned char model[IMG];	/* what the main image should hold */
 static struct loop *main_loop;
+static bool own_mounts;			/* in a private mount namespace */
 
 /* ---- running requests ---- */
 
@@ -511,6 +513,10 @@ static void test_short_read(bool direct)
 /* Mounts a fresh fs of type at dir/name; false (with a note) when it cannot. */
 static bool mount_fs(const char *type, const char *name, const char *opts, char *out)
 {
+	if (!own_mounts) {
+		printf("skip %s tests: no private mount namespace here\n", name);
+		return false;
+	}
 	path_in(out, test_dir, name);
 	if (mkdir(out, 0700) || mount(type, out, type, 0, opts)) {
 		printf("skip %s tests: cannot mount a %s here: %s\n", name, type, strerror(errno));
@@ -729,9 +735,13 @@ static void test_threads(const char *path)
 static void setup(void)
 {
 	const char *tmp = getenv("TMPDIR");
-	int ret = loop_new(&(struct loop_params){ .name = "test" }, &main_loop);
 	const char *why;
+	int ret;
 
+	/* Mounts made here vanish with the process, even if it crashes. Before
+	 * any thread exists (io_uring's workers included). */
+	own_mounts = !unshare(CLONE_NEWNS) && !mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	ret = loop_new(&(struct loop_params){ .name = "test" }, &main_loop);
 	if (ret) {
 		why = loop_unavailable_reason(ret);
 		printf("%s: loop_new: %s\n", why ? "SKIP" : "FAIL", why ? why : strerror(-ret));
