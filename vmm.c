@@ -470,6 +470,24 @@ static int vmm_run(const struct vm_config *cfg, bool stats)
 	return 1;
 }
 
+/* Opens each disk image the way the VM would, so --check and a failed
+ * start name the config line. */
+static int vmm_check_disks(const struct vm_config *cfg, char *err, size_t errlen)
+{
+	for (unsigned i = 0; i < cfg->n_disks; i++) {
+		const struct disk_config *d = &cfg->disks[i];
+		char why[512];
+		int ret = disk_check(d, why, sizeof(why));
+
+		if (ret) {
+			snprintf(err, errlen, "%s:%u: disk.%s.path: %s", cfg->path,
+				 d->line.path ? d->line.path : d->line.disk, d->name, why);
+			return ret;
+		}
+	}
+	return 0;
+}
+
 /* Host facts a config depends on, checked before any KVM call. */
 static int vmm_check_host(const struct vm_config *cfg, char *err, size_t errlen)
 {
@@ -484,7 +502,7 @@ static int vmm_check_host(const struct vm_config *cfg, char *err, size_t errlen)
 			return -EINVAL;
 		}
 	}
-	return 0;
+	return vmm_check_disks(cfg, err, errlen);
 }
 
 static void usage(FILE *f)
@@ -502,7 +520,7 @@ int main(int argc, char **argv)
 	static struct vm_config cfg;
 	bool check = false, stats = false;
 	const char *path;
-	char err[PATH_MAX + 1024];
+	char err[2 * PATH_MAX + 1024];
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
 		usage(stdout);

@@ -22,9 +22,9 @@ struct disk {
 	struct loop *loops[CONFIG_MAX_QUEUES];		/* queue i's loop */
 };
 
-static int disk_open(struct disk *d, char *err, size_t errlen)
+static int disk_open_image(const struct disk_config *c, struct block **blk, char *err,
+			   size_t errlen)
 {
-	const struct disk_config *c = d->cfg;
 	const struct block_open_params bp = {
 		.path = c->path,
 		.format = c->format == DISK_FORMAT_NULL ? BLOCK_FORMAT_NULL : BLOCK_FORMAT_RAW,
@@ -33,7 +33,17 @@ static int disk_open(struct disk *d, char *err, size_t errlen)
 		.size = c->size,
 	};
 
-	return block_open(&bp, &d->blk, err, errlen);
+	return block_open(&bp, blk, err, errlen);
+}
+
+int disk_check(const struct disk_config *cfg, char *err, size_t errlen)
+{
+	struct block *blk;
+	int ret = disk_open_image(cfg, &blk, err, errlen);
+
+	if (!ret)
+		block_close(blk);
+	return ret;
 }
 
 /* Queue i goes to the i % n-th of the disk's IOThreads. */
@@ -91,7 +101,7 @@ int disk_create(struct disk **out, const struct disk_params *p, char *err, size_
 	if (!d)
 		return -ENOMEM;
 	d->cfg = p->cfg;
-	ret = disk_open(d, err, errlen);
+	ret = disk_open_image(d->cfg, &d->blk, err, errlen);
 	if (!ret)
 		ret = disk_assign_loops(d, p, err, errlen);
 	if (!ret)

@@ -26,6 +26,10 @@ struct disk_params {
 	struct pci_root *root;
 };
 
+/* Opens and closes the image: the checks disk_create's would fail. 0, or
+ * -errno with "PATH: why" in err. */
+int disk_check(const struct disk_config *cfg, char *err, size_t errlen);
+
 /* Opens the image and plugs the device. Returns 0, or -errno with one line
  * for the user in err. */
 int disk_create(struct disk **out, const struct disk_params *p, char *err, size_t errlen);
