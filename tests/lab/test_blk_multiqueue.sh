@@ -49,5 +49,5 @@ for ((q = 0; q < queues; q++)); do
 	[ "${r:-0}" -gt 0 ] || lab_fail "queue $q carried no requests (vmm --stats: '$stats')"
 done
 echo "PASS: $queues queues in the guest, each carrying requests (vmm --stats: $(sed -n \
-	's/^vmm: disk\.q: queue \([0-9]*\): \([0-9]*\) requests.*/\1:\2/p' <<<"$stats" | tr '\n' ' '));" \
+	's/^vmm: disk\.q: queue \([0-9]*\): \([0-9]*\) requests.*/\1:\2/p' <<<"$stats" | paste -sd' '));" \
 	"fio wrote and verified $bytes with 4 jobs, no mismatch"
