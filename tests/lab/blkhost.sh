@@ -5,14 +5,10 @@
 # "LAB-BLK: ..." lines they are compared with, is guest-images/lab-blk.
 
 # blk_disk CONFIG NAME PATH [LINE...]: appends [disk.NAME] with path = PATH
-# (none for "": format = "null" disks) and each LINE ('cache = "none"').
+# and each LINE (such as 'cache = "none"').
 blk_disk() {
 	_cfg=$1
-	{
-		echo
-		echo "[disk.$2]"
-		[ -z "$3" ] || echo "path = \"$3\""
-	} >>"$_cfg"
+	printf '\n[disk.%s]\npath = "%s"\n' "$2" "$3" >>"$_cfg"
 	shift 3
 	for _l in "$@"; do echo "$_l" >>"$_cfg"; done
 }
@@ -25,7 +21,8 @@ blk_random() {
 # blk_say KEY VALUE: the line "LAB-HOST: KEY=VALUE".
 blk_say() { echo "LAB-HOST: $1=$2"; }
 
-# blk_sha FILE: says FILE's sha256 under the key "sha256 FILE's name".
+# blk_sha FILE: the line "LAB-HOST: NAME sha256=HEX", NAME being FILE's
+# base name.
 blk_sha() {
 	blk_say "${1##*/} sha256" "$(sha256sum "$1" | cut -d' ' -f1)"
 }
