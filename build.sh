@@ -17,7 +17,7 @@ ROOT=$PWD
 
 BUILD_PKGS="gcc make musl-tools liburing-dev libfdt-dev file"
 CLANG_PKGS="clang libclang-rt-14-dev"
-TEST_PKGS="qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static cpio lz4 xz-utils zstd binutils acpica-tools kmod"
+TEST_PKGS="qemu-system-x86 qemu-utils linux-image-cloud-amd64 busybox-static cpio lz4 xz-utils zstd binutils acpica-tools kmod fio"
 
 # Installs missing Debian packages when root, else prints the apt-get line.
 need_pkgs() {
