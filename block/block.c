@@ -2,7 +2,11 @@
  * Block layer front: checks each request against its image (bounds,
  * alignment, readonly), fills the request and hands it to the format's
  * driver through a const ops table (block/driver.h). Model: kvmtool's
- * disk_image_operations, kept to a handful of slots.
+ * disk_image_operations, kept to a handful of slots. format = auto reads
+ * the file's first sector and asks each driver's probe in table order
+ * (raw, which has none, is the fallback); an explicit format is never
+ * second-guessed, so a raw image whose guest wrote a qcow2 header stays
+ * raw.
  *
  * Threads: block_open/block_close on the main thread; requests in the
  * owner thread of the loop they are submitted on. Nothing here keeps state
@@ -13,10 +17,15 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <unistd.h>
 
 static const struct block_driver *const block_drivers[] = {
 	[BLOCK_FORMAT_RAW] = &block_raw_driver,
 	[BLOCK_FORMAT_NULL] = &block_null_driver,
+	[BLOCK_FORMAT_QCOW2] = &block_qcow2_driver,
 };
 
 void block_init(struct block *b, const struct block_driver *drv, uint64_t size, unsigned align,
@@ -26,8 +35,34 @@ void block_init(struct block *b, const struct block_driver *drv, uint64_t size, 
 	atomic_init(&b->can_unmap, can_unmap);
 }
 
+enum block_format block_probe(const char *path)
+{
+	uint8_t head[BLOCK_PROBE_LEN];
+	ssize_t n = -1;
+	unsigned i;
+	/* O_NONBLOCK: a FIFO must not stall the probe; raw refuses it later. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+
+	if (fd >= 0) {
+		n = pread(fd, head, sizeof(head), 0);
+		close(fd);
+	}
+	for (i = 0; n > 0 && i < ARRAY_SIZE(block_drivers); i++) {
+		if (block_drivers[i]->probe && block_drivers[i]->probe(head, (size_t)n))
+			return (enum block_format)i;
+	}
+	return BLOCK_FORMAT_RAW;
+}
+
 int block_open(const struct block_open_params *p, struct block **out, char *err, size_t errlen)
 {
+	struct block_open_params probed;
+
+	if (p->format == BLOCK_FORMAT_AUTO) {
+		probed = *p;
+		probed.format = block_probe(p->path);
+		p = &probed;
+	}
 	assert((unsigned)p->format < ARRAY_SIZE(block_drivers));
 	return block_drivers[p->format]->open(p, out, err, errlen);
 }
@@ -56,6 +91,16 @@ unsigned block_align(const struct block *b)
 bool block_can_unmap(const struct block *b)
 {
 	return atomic_load_explicit(&b->can_unmap, memory_order_relaxed);
+}
+
+int block_fail(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return ret;
 }
 
 void block_req_complete(struct loop_io *io, int res)

@@ -1,7 +1,7 @@
 /*
  * Block backends: an open disk image behind a small ops table (one driver
- * per format: raw, null; qcow2 later), with asynchronous requests that run
- * on the calling thread's event loop.
+ * per format: raw, null, qcow2), with asynchronous requests that run on
+ * the calling thread's event loop.
  *
  * Threads: block_open/block_close on the main thread. A struct block is
  * shared by every queue of a disk; each request is submitted from, and
@@ -22,6 +22,8 @@
 enum block_format {
 	BLOCK_FORMAT_RAW,
 	BLOCK_FORMAT_NULL,	/* no file: reads give zeros, writes are dropped */
+	BLOCK_FORMAT_QCOW2,	/* docs/qcow2.md */
+	BLOCK_FORMAT_AUTO,	/* qcow2 when the file starts with its magic, else raw */
 };
 
 struct block_open_params {
@@ -30,6 +32,8 @@ struct block_open_params {
 	bool readonly;
 	bool direct;			/* cache = none: O_DIRECT */
 	uint64_t size;			/* null only: bytes */
+	uint64_t l2_cache;		/* qcow2 (and auto): bytes of L2 tables kept in
+					 * memory; 0: the driver's default */
 };
 
 struct block;
@@ -58,7 +62,10 @@ struct block_req {
 /*
  * Opens an image. On failure returns -errno and writes one line for the
  * user into err ("PATH: why"). Readonly images are opened O_RDONLY; the
- * size is the file's, rounded down to 512 bytes.
+ * size is the file's (raw) or the virtual disk's (qcow2), rounded down to
+ * 512 bytes. A qcow2 image's backing files are opened read-only, here.
+ * BLOCK_FORMAT_AUTO reads the first bytes of the file to choose; a file
+ * opened as BLOCK_FORMAT_RAW is never looked into.
  */
 int block_open(const struct block_open_params *p, struct block **out, char *err, size_t errlen);
 /* No request may be in flight. */

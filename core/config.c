@@ -37,6 +37,8 @@
 #define CFG_QUEUE_SIZE_DEFAULT 256
 #define CFG_QUEUE_SIZE_MIN 16
 #define CFG_QUEUE_SIZE_MAX 1024
+#define CFG_L2_CACHE_MIN (64 * KiB)
+#define CFG_L2_CACHE_MAX GiB
 
 enum cfg_type { CFG_INT, CFG_STRING, CFG_BOOL, CFG_ARRAY };
 
@@ -548,6 +550,8 @@ static int cfg_set_poll_max_ns(struct cfg_parser *p, const struct cfg_value *v)
 static const char *const cfg_disk_formats[] = {
 	[DISK_FORMAT_RAW] = "raw",
 	[DISK_FORMAT_NULL] = "null",
+	[DISK_FORMAT_QCOW2] = "qcow2",
+	[DISK_FORMAT_AUTO] = "auto",
 };
 
 static const char *const cfg_disk_caches[] = {
@@ -657,6 +661,20 @@ static int cfg_set_size(struct cfg_parser *p, const struct cfg_value *v)
 				 cfg_size_str(CFG_DISK_SIZE_MAX, lim, sizeof(lim)), cfg_src(v, &q));
 	p->disk->size = v->num;
 	p->disk->line.size = p->lineno;
+	return 0;
+}
+
+static int cfg_set_l2_cache(struct cfg_parser *p, const struct cfg_value *v)
+{
+	char lo[32], hi[32];
+	struct cfg_quoted q;
+
+	if (v->num < CFG_L2_CACHE_MIN || v->num > CFG_L2_CACHE_MAX)
+		return cfgp_fail(p, "expected %s to %s, found %s",
+				 cfg_size_str(CFG_L2_CACHE_MIN, lo, sizeof(lo)),
+				 cfg_size_str(CFG_L2_CACHE_MAX, hi, sizeof(hi)), cfg_src(v, &q));
+	p->disk->l2_cache = v->num;
+	p->disk->line.l2_cache = p->lineno;
 	return 0;
 }
 
@@ -816,7 +834,8 @@ static const struct cfg_key cfg_iothread_keys[] = {
 
 static const struct cfg_key cfg_disk_keys[] = {
 	{ "path", CFG_STRING, 0, "a quoted path", cfg_set_disk_path },
-	{ "format", CFG_STRING, 0, "a quoted string (\"raw\" or \"null\")", cfg_set_format },
+	{ "format", CFG_STRING, 0, "a quoted string (\"raw\", \"null\", \"qcow2\" or \"auto\")",
+	  cfg_set_format },
 	{ "readonly", CFG_BOOL, 0, "true or false", cfg_set_readonly },
 	{ "num_queues", CFG_INT, 0, "an integer", cfg_set_num_queues },
 	{ "queue_size", CFG_INT, 0, "an integer", cfg_set_queue_size },
@@ -825,6 +844,8 @@ static const struct cfg_key cfg_disk_keys[] = {
 	{ "cache", CFG_STRING, 0, "a quoted string (\"writeback\" or \"none\")", cfg_set_cache },
 	{ "serial", CFG_STRING, 0, "a quoted string", cfg_set_serial },
 	{ "size", CFG_INT, 0, "an integer with an optional K, M or G suffix", cfg_set_size },
+	{ "l2_cache", CFG_INT, 0, "an integer with an optional K, M or G suffix",
+	  cfg_set_l2_cache },
 };
 
 static const struct cfg_section cfg_sections[] = {
@@ -1014,11 +1035,18 @@ static void cfgp_at_disk(struct cfg_parser *p, const struct disk_config *d, unsi
 	cfgp_where(p, "disk.%s.%s", d->name, key);
 }
 
-/* path goes with raw, size with null (format may follow them). */
+/* path goes with the file formats, size with null, l2_cache with the
+ * formats that may be qcow2 (format may follow them). */
 static int cfgp_finish_disk_format(struct cfg_parser *p, const struct disk_config *d)
 {
 	char size[32];
 
+	if (d->line.l2_cache && d->format != DISK_FORMAT_QCOW2 && d->format != DISK_FORMAT_AUTO) {
+		cfgp_at_disk(p, d, d->line.l2_cache, "l2_cache");
+		return cfgp_fail(p, "expected no l2_cache with format = \"%s\" (only qcow2 and auto have L2 tables), found %s",
+				 cfg_disk_formats[d->format],
+				 cfg_size_str(d->l2_cache, size, sizeof(size)));
+	}
 	if (d->format == DISK_FORMAT_NULL && d->line.path) {
 		cfgp_at_disk(p, d, d->line.path, "path");
 		return cfgp_fail(p, "expected no path with format = \"null\", found a path");

@@ -39,6 +39,8 @@ struct iothread_config {
 enum disk_format {
 	DISK_FORMAT_RAW,
 	DISK_FORMAT_NULL,		/* benchmarking aid: no file */
+	DISK_FORMAT_QCOW2,
+	DISK_FORMAT_AUTO,		/* qcow2 if the file starts with its magic, else raw */
 };
 
 enum disk_cache {
@@ -49,7 +51,7 @@ enum disk_cache {
 /* Where [disk.NAME] and its keys were found (0: not given). */
 struct disk_config_lines {
 	unsigned disk, path, format, readonly, num_queues, queue_size, iothreads, cache, serial,
-		size;
+		size, l2_cache;
 };
 
 struct disk_config {
@@ -65,6 +67,8 @@ struct disk_config {
 	enum disk_cache cache;		/* default writeback */
 	char serial[CONFIG_SERIAL_MAX + 1];	/* GET_ID; default "" */
 	uint64_t size;			/* format = null only: bytes, required */
+	uint64_t l2_cache;		/* qcow2 and auto only: bytes of L2 tables cached;
+					 * 0: the driver's default */
 };
 
 /* Where [vm] and its keys were found, for messages about their values

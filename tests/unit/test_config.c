@@ -145,9 +145,16 @@ static const struct test_bad test_bad_cases[] = {
 	{ T(K "[disk.d0]\nformat = \"null\"\n"), NAME ":3: disk.d0.size: expected size = BYTES in [disk.d0] with format = \"null\", found no size" },
 	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 1G\npath = \"x\"\n"), NAME ":6: disk.d0.path: expected no path with format = \"null\", found a path" },
 	{ T(K "[disk.d0]\npath = \"x\"\nsize = 1G\n"), NAME ":5: disk.d0.size: expected no size with format = \"raw\" (the file's size is used), found 1G" },
-	{ T(K "[disk.d0]\nformat = \"qcow2\"\n"), NAME ":4: disk.d0.format: expected \"raw\" or \"null\", found the string \"qcow2\"" },
-	{ T(K "[disk.d0]\nformat = \"RAW\"\n"), NAME ":4: disk.d0.format: expected \"raw\" or \"null\", found the string \"RAW\"" },
-	{ T(K "[disk.d0]\nformat = raw\n"), NAME ":4: disk.d0.format: expected a quoted string (\"raw\" or \"null\"), found 'raw'" },
+	{ T(K "[disk.d0]\nformat = \"qcow\"\n"), NAME ":4: disk.d0.format: expected \"raw\", \"null\", \"qcow2\" or \"auto\", found the string \"qcow\"" },
+	{ T(K "[disk.d0]\nformat = \"RAW\"\n"), NAME ":4: disk.d0.format: expected \"raw\", \"null\", \"qcow2\" or \"auto\", found the string \"RAW\"" },
+	{ T(K "[disk.d0]\nformat = raw\n"), NAME ":4: disk.d0.format: expected a quoted string (\"raw\", \"null\", \"qcow2\" or \"auto\"), found 'raw'" },
+	{ T(K "[disk.d0]\nformat = \"qcow2\"\n"), NAME ":3: disk.d0.path: expected path = \"PATH\" in [disk.d0], found no path" },
+	{ T(K "[disk.d0]\nformat = \"qcow2\"\npath = \"x\"\nsize = 1G\n"), NAME ":6: disk.d0.size: expected no size with format = \"qcow2\" (the file's size is used), found 1G" },
+	{ T(K "[disk.d0]\npath = \"x\"\nl2_cache = 1M\n"), NAME ":5: disk.d0.l2_cache: expected no l2_cache with format = \"raw\" (only qcow2 and auto have L2 tables), found 1M" },
+	{ T(K "[disk.d0]\nformat = \"null\"\nsize = 1G\nl2_cache = 1M\n"), NAME ":6: disk.d0.l2_cache: expected no l2_cache with format = \"null\" (only qcow2 and auto have L2 tables), found 1M" },
+	{ T(K "[disk.d0]\nformat = \"qcow2\"\nl2_cache = 32K\n"), NAME ":5: disk.d0.l2_cache: expected 64K to 1G, found 32K" },
+	{ T(K "[disk.d0]\nformat = \"auto\"\nl2_cache = 1025M\n"), NAME ":5: disk.d0.l2_cache: expected 64K to 1G, found 1025M" },
+	{ T(K "[disk.d0]\nformat = \"auto\"\nl2_cache = \"1M\"\n"), NAME ":5: disk.d0.l2_cache: expected an integer with an optional K, M or G suffix, found the string \"1M\"" },
 	{ T(K "[disk.d0]\nreadonly = 1\n"), NAME ":4: disk.d0.readonly: expected true or false, found the integer 1" },
 	{ T(K "[disk.d0]\nreadonly = \"true\"\n"), NAME ":4: disk.d0.readonly: expected true or false, found the string \"true\"" },
 	{ T(K "[disk.d0]\nreadonly = yes\n"), NAME ":4: disk.d0.readonly: expected true or false, found 'yes'" },
@@ -167,7 +174,7 @@ static const struct test_bad test_bad_cases[] = {
 	{ T(K "[disk.d0]\nformat = \"null\"\nsize = \"1G\"\n"), NAME ":5: disk.d0.size: expected an integer with an optional K, M or G suffix, found the string \"1G\"" },
 	{ T(K "[disk.d0]\npath = \"\"\n"), NAME ":4: disk.d0.path: expected a non-empty path, found \"\"" },
 	{ T(K "[disk.d0]\npath = x\n"), NAME ":4: disk.d0.path: expected a quoted path, found 'x'" },
-	{ T(K "[disk.d0]\npth = \"x\"\n"), NAME ":4: disk.d0.pth: expected a key of [disk.d0] (path, format, readonly, num_queues, queue_size, iothreads, cache, serial, size), found pth" },
+	{ T(K "[disk.d0]\npth = \"x\"\n"), NAME ":4: disk.d0.pth: expected a key of [disk.d0] (path, format, readonly, num_queues, queue_size, iothreads, cache, serial, size, l2_cache), found pth" },
 	{ T(K "[disk.d0]\npath = \"a\"\npath = \"b\"\n"), NAME ":5: disk.d0.path: expected each key once per section, found path again (first on line 4)" },
 	{ T(K "[disk.d0]\npath = \"a\"\n[disk.d1]\npath = \"b\"\n[disk.d0]\n"), NAME ":7: [disk.d0]: expected each section once, found [disk.d0] again (first on line 3)" },
 	{ T(K "[disk.a b]\n"), NAME ":3: [disk.a b]: expected a name of letters, digits, '_' and '-', found 'a b'" },
@@ -367,6 +374,15 @@ static void test_disks(void)
 	CHECK_U(c->disks[0].n_iothreads, 0);
 	ret = config_parse(NAME, T("[vm]\nkernel = \"k\"\n"), HOST_RAM, c, err, sizeof(err));
 	CHECK(ret == 0 && c->n_disks == 0, "no disks: %s", err);
+	ret = config_parse(NAME, T("[vm]\nkernel = \"k\"\n[disk.q]\npath = \"q.qcow2\"\n"
+				   "l2_cache = 2M\nformat = \"qcow2\"\n[disk.a]\nformat = \"auto\"\n"
+				   "path = \"a.img\"\n"), HOST_RAM, c, err, sizeof(err));
+	CHECK(ret == 0, "%s", err);
+	CHECK_U(c->disks[0].format, DISK_FORMAT_QCOW2);
+	CHECK_U(c->disks[0].l2_cache, 2 * MiB);
+	CHECK_U(c->disks[0].line.l2_cache, 5);
+	CHECK_U(c->disks[1].format, DISK_FORMAT_AUTO);
+	CHECK_U(c->disks[1].l2_cache, 0);
 }
 
 static void test_sizes(void)

@@ -1,0 +1,632 @@
+/*
+ * qcow2 driver tests through block.h, on real files and a real io_uring
+ * loop, with QEMU's own tools as the oracle: images made by qemu-img
+ * create/convert (v2 = compat 0.10 and v3, clusters of 512 B, 64 KiB and
+ * 2 MiB, qcow2 and raw backing files, compressed clusters) and written by
+ * qemu-io, read back here and compared with `qemu-img convert -O raw`;
+ * our own writes, discards and zeroes then pass `qemu-img check` (no
+ * errors, no leaks) and `qemu-img compare` against a raw image written
+ * the same way; hostile images (truncated tables, offsets past the end,
+ * refcount trouble, absurd sizes, backing loops, unsupported features)
+ * are refused with their one-line message or fail I/O; and several real
+ * IOThreads hammer overlapping clusters of one image (for TSan).
+ * Exit 0 pass, 1 fail, 77 when io_uring or qemu-img is missing here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/check.h"
+#include "block/block.h"
+#include "core/loop.h"
+#include "core/util.h"
+
+#define MS 1000000ULL
+#define BUF_MAX (4 * MiB)
+
+static char test_dir[PATH_MAX];
+static struct loop *main_loop;
+static unsigned char *buf, *ref;	/* BUF_MAX each */
+
+/* ---- files and commands ---- */
+
+/* dir/name in one of a few rotating buffers. */
+static const char *P(const char *name)
+{
+	static char paths[8][PATH_MAX];
+	static unsigned next;
+	char *p = paths[next++ % 8];
+
+	if (snprintf(p, PATH_MAX, "%s/%s", test_dir, name) >= PATH_MAX)
+		abort();
+	return p;
+}
+
+/* Runs a shell command in test_dir; its exit status (-1: not run). */
+__attribute__((format(printf, 1, 2)))
+static int sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int n, st;
+
+	n = snprintf(cmd, sizeof(cmd), "cd '%s' && ", test_dir);
+	va_start(ap, fmt);
+	vsnprintf(cmd + n, sizeof(cmd) - (size_t)n, fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	if (st == -1 || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Like sh, but a failure is a test failure. */
+#define SH(...) CHECK(sh(__VA_ARGS__) == 0, "command failed: " __VA_ARGS__)
+
+static uint64_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (uint64_t)st.st_size;
+}
+
+static void file_read(const char *path, void *p, size_t len, uint64_t off)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0 && pread(fd, p, len, (off_t)off) == (ssize_t)len, "read %s", path);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void file_write(const char *path, const void *p, size_t len, uint64_t off)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0 && pwrite(fd, p, len, (off_t)off) == (ssize_t)len, "write %s", path);
+	if (fd >= 0)
+		close(fd);
+}
+
+static uint64_t be64_at(const char *path, uint64_t off)
+{
+	uint64_t v = 0;
+
+	file_read(path, &v, 8, off);
+	return __builtin_bswap64(v);
+}
+
+static void put_be64(const char *path, uint64_t off, uint64_t v)
+{
+	v = __builtin_bswap64(v);
+	file_write(path, &v, 8, off);
+}
+
+static void put_be32(const char *path, uint64_t off, uint32_t v)
+{
+	v = __builtin_bswap32(v);
+	file_write(path, &v, 4, off);
+}
+
+/* The offset of header extension `type` of a v3 image, 0 if none. */
+static uint64_t find_ext(const char *path, uint32_t type)
+{
+	uint32_t hl = 0, t, n;
+	uint64_t off;
+
+	file_read(path, &hl, 4, 100);
+	for (off = __builtin_bswap32(hl); off + 8 <= 4096; off += 8 + ALIGN_UP((uint64_t)n, 8)) {
+		file_read(path, &t, 4, off);
+		file_read(path, &n, 4, off + 4);
+		t = __builtin_bswap32(t);
+		n = __builtin_bswap32(n);
+		if (t == type)
+			return off;
+		if (!t)
+			break;
+	}
+	return 0;
+}
+
+/* ---- requests ---- */
+
+struct treq {
+	struct block_req r;
+	int res;
+	int calls;
+};
+
+static void treq_done(struct block_req *r, int res)
+{
+	struct treq *t = container_of(r, struct treq, r);
+
+	t->res = res;
+	t->calls++;
+}
+
+enum op { OP_READ, OP_WRITE, OP_FLUSH, OP_DISCARD, OP_ZEROES, OP_ZEROES_UNMAP };
+
+static int submit(struct loop *l, struct block *b, struct treq *t, enum op op,
+		  struct iovec *iov, unsigned niov, uint64_t off, uint64_t len)
+{
+	switch (op) {
+	case OP_READ:
+		return block_readv(b, l, &t->r, iov, niov, off, treq_done);
+	case OP_WRITE:
+		return block_writev(b, l, &t->r, iov, niov, off, treq_done);
+	case OP_FLUSH:
+		return block_flush(b, l, &t->r, treq_done);
+	case OP_DISCARD:
+		return block_discard(b, l, &t->r, off, len, treq_done);
+	case OP_ZEROES:
+	case OP_ZEROES_UNMAP:
+		return block_write_zeroes(b, l, &t->r, off, len, op == OP_ZEROES_UNMAP, treq_done);
+	}
+	return -EINVAL;
+}
+
+/* Submits one request on l and runs l until it completes; the submit
+ * error or the completion's result. done must not run inside submit. */
+static int run_on(struct loop *l, struct block *b, enum op op, struct iovec *iov, unsigned niov,
+		  uint64_t off, uint64_t len)
+{
+	struct treq t = { .res = 1 };
+	uint64_t end;
+	int ret = submit(l, b, &t, op, iov, niov, off, len);
+
+	CHECK(t.calls == 0, "op %d: done ran inside the submitting call", op);
+	if (ret)
+		return ret;
+	for (end = clock_ns() + 20000 * MS; !t.calls && clock_ns() < end;)
+		loop_run_once(l, true);
+	CHECK(t.calls == 1, "op %d: done ran %d times", op, t.calls);
+	return t.res;
+}
+
+static int run_op(struct block *b, enum op op, struct iovec *iov, unsigned niov, uint64_t off,
+		  uint64_t len)
+{
+	return run_on(main_loop, b, op, iov, niov, off, len);
+}
+
+static int rd(struct block *b, void *p, size_t len, uint64_t off)
+{
+	struct iovec iov = { p, len };
+
+	return run_op(b, OP_READ, &iov, 1, off, 0);
+}
+
+static int wr(struct block *b, const void *p, size_t len, uint64_t off)
+{
+	struct iovec iov = { (void *)p, len };
+
+	return run_op(b, OP_WRITE, &iov, 1, off, 0);
+}
+
+static struct block *open_fmt(const char *path, enum block_format fmt, bool readonly,
+			      uint64_t l2_cache)
+{
+	struct block_open_params p = { .path = path, .format = fmt, .readonly = readonly,
+				       .l2_cache = l2_cache };
+	struct block *b = NULL;
+	char err[512] = "";
+	int ret = block_open(&p, &b, err, sizeof(err));
+
+	CHECK(ret == 0, "block_open %s: %d: %s", path, ret, err);
+	return ret ? NULL : b;
+}
+
+static struct block *open_q(const char *path, bool readonly)
+{
+	return open_fmt(path, BLOCK_FORMAT_QCOW2, readonly, 0);
+}
+
+/* Opening path must fail with ret and a message containing want. */
+static void expect_refused(const char *path, bool readonly, int want_ret, const char *want)
+{
+	struct block_open_params p = { .path = path, .format = BLOCK_FORMAT_QCOW2,
+				       .readonly = readonly };
+	struct block *b = NULL;
+	char err[512] = "";
+	int ret = block_open(&p, &b, err, sizeof(err));
+
+	CHECK(ret == want_ret, "open %s: got %d (%s), want %d", path, ret, err, want_ret);
+	CHECK(strstr(err, want) && !strchr(err, '\n'), "open %s: message \"%s\" lacks \"%s\"",
+	      path, err, want);
+	if (!ret)
+		block_close(b);
+}
+
+/* ---- comparing ---- */
+
+static uint64_t rnd_state = 88172645463325252ULL;
+
+static uint64_t rnd(void)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state;
+}
+
+/* Reads all of b in chunks of random sector counts, each split over up to
+ * three iovecs at odd places, and compares with the raw file. */
+static void compare_raw(struct block *b, const char *raw, const char *what)
+{
+	uint64_t size = block_size(b), off, len;
+	struct iovec iov[3];
+	int ret, bad = 0;
+
+	CHECK_U(file_size(raw), size);
+	for (off = 0; off < size && !bad; off += len) {
+		size_t a, c;
+
+		len = (1 + rnd() % 512) * 512;
+		len = len < size - off ? len : size - off;
+		a = (size_t)(rnd() % (len + 1));
+		c = (size_t)(rnd() % (len - a + 1));
+		iov[0] = (struct iovec){ buf, a };
+		iov[1] = (struct iovec){ buf + a, c };
+		iov[2] = (struct iovec){ buf + a + c, len - a - c };
+		memset(buf, 0xee, len);
+		ret = run_op(b, OP_READ, iov, 3, off, 0);
+		file_read(raw, ref, len, off);
+		bad = ret || memcmp(buf, ref, len);
+		CHECK(!bad, "%s: read at %llu+%llu: %d, or the data differs from %s", what,
+		      (unsigned long long)off, (unsigned long long)len, ret, raw);
+	}
+}
+
+/* qemu-img's view of img as a raw file, compared with ours. */
+static void compare_qemu(struct block *b, const char *img, const char *what)
+{
+	SH("qemu-img convert -O raw '%s' ref.raw", img);
+	compare_raw(b, P("ref.raw"), what);
+	unlink(P("ref.raw"));
+}
+
+/* `qemu-img check` finds neither errors nor leaks. */
+static void check_clean(const char *img, const char *what)
+{
+	int st = sh("qemu-img check -q '%s'", img);
+
+	CHECK(st == 0, "%s: qemu-img check %s exits %d", what, img, st);
+	if (st)
+		sh("qemu-img check '%s' >&2", img);
+}
+
+/* ---- reads of qemu-made images ---- */
+
+/* Data over clusters, unaligned, across L2 tables (at 5M with 512-byte
+ * clusters), and v3 zero clusters, with and without an allocation. */
+static void write_patterns(const char *img, bool v3)
+{
+	SH("qemu-io -f qcow2 -c 'write -P 0x11 0 64k' -c 'write -P 0x22 100k 3k' "
+	   "-c 'write -P 0x33 1M 512' -c 'write -P 0x44 4800k 1M' -c 'write -P 0x55 7M 1M' "
+	   "'%s' >/dev/null", img);
+	if (v3)
+		SH("qemu-io -f qcow2 -c 'write -z 7M 512k' -c 'write -z -u 4M 2M' '%s' >/dev/null",
+		   img);
+}
+
+static void test_read_matrix(void)
+{
+	static const char *const compat[] = { "0.10", "1.1" };
+	static const uint64_t cluster[] = { 512, 64 * KiB, 2 * MiB };
+	unsigned i, j;
+	char what[64];
+
+	for (i = 0; i < ARRAY_SIZE(compat); i++) {
+		for (j = 0; j < ARRAY_SIZE(cluster); j++) {
+			struct block *b;
+
+			snprintf(what, sizeof(what), "compat %s, cluster %llu", compat[i],
+				 (unsigned long long)cluster[j]);
+			SH("qemu-img create -q -f qcow2 -o compat=%s,cluster_size=%llu r.qcow2 16M",
+			   compat[i], (unsigned long long)cluster[j]);
+			write_patterns(P("r.qcow2"), i == 1);
+			b = open_q(P("r.qcow2"), true);
+			if (!b)
+				continue;
+			CHECK_U(block_size(b), 16 * MiB);
+			CHECK(block_readonly(b), "%s: not readonly", what);
+			compare_qemu(b, P("r.qcow2"), what);
+			block_close(b);
+		}
+	}
+	unlink(P("r.qcow2"));
+}
+
+/* format = auto reads the magic; raw never does. */
+static void test_probe(void)
+{
+	struct block *b;
+
+	SH("qemu-img create -q -f qcow2 p.qcow2 1M && qemu-io -f qcow2 -c 'write -P 0x77 0 4k' "
+	   "p.qcow2 >/dev/null && head -c 1M /dev/zero > p.raw");
+	b = open_fmt(P("p.qcow2"), BLOCK_FORMAT_AUTO, true, 0);
+	if (b) {
+		CHECK_U(block_size(b), 1 * MiB);
+		CHECK_I(rd(b, buf, 4096, 0), 0);
+		CHECK(buf[0] == 0x77 && buf[4095] == 0x77, "auto: qcow2 data not seen");
+		block_close(b);
+	}
+	b = open_fmt(P("p.qcow2"), BLOCK_FORMAT_RAW, true, 0);
+	if (b) {
+		CHECK_I(rd(b, buf, 512, 0), 0);
+		CHECK(!memcmp(buf, "QFI\xfb", 4), "raw: the header should be the data");
+		block_close(b);
+	}
+	b = open_fmt(P("p.raw"), BLOCK_FORMAT_AUTO, false, 0);
+	if (b) {
+		CHECK_U(block_size(b), 1 * MiB);
+		block_close(b);
+	}
+	expect_refused(P("p.raw"), true, -EINVAL, "not a qcow2 image");
+	unlink(P("p.qcow2"));
+	unlink(P("p.raw"));
+}
+
+static void test_compressed(void)
+{
+	static const uint64_t cluster[] = { 512, 64 * KiB, 2 * MiB };
+	struct block *b;
+	unsigned j;
+
+	SH("qemu-img create -q -f raw c.raw 8M && qemu-io -f raw -c 'write -P 0x5a 0 1M' "
+	   "-c 'write -P 0x00 1M 1M' -c 'write -P 0xa5 5M 100k' c.raw >/dev/null && "
+	   "head -c 1M /dev/urandom | dd of=c.raw bs=1M seek=3 conv=notrunc status=none && "
+	   "seq 1 200000 | dd of=c.raw bs=1M seek=6 conv=notrunc status=none");
+	for (j = 0; j < ARRAY_SIZE(cluster); j++) {
+		SH("qemu-img convert -c -O qcow2 -o cluster_size=%llu c.raw c.qcow2",
+		   (unsigned long long)cluster[j]);
+		b = open_q(P("c.qcow2"), true);
+		if (!b)
+			continue;
+		compare_raw(b, P("c.raw"), "compressed");
+		block_close(b);
+	}
+	unlink(P("c.qcow2"));
+	unlink(P("c.raw"));
+}
+
+/* qcow2 and raw backing files, relative names, a backing file shorter
+ * than the image, a probed backing format. */
+static void test_backing(void)
+{
+	struct block *b;
+
+	SH("mkdir -p sub && qemu-img create -q -f qcow2 sub/base.qcow2 4M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x61 0 4M' sub/base.qcow2 >/dev/null && "
+	   "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 sub/mid.qcow2 6M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x62 64k 64k' -c 'write -P 0x63 3M 2M' sub/mid.qcow2 >/dev/null && "
+	   "qemu-img create -q -f qcow2 -b sub/mid.qcow2 -F qcow2 top.qcow2 8M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x64 100k 1k' -c 'write -z 3M 64k' top.qcow2 >/dev/null");
+	b = open_q(P("top.qcow2"), false);
+	if (b) {
+		compare_qemu(b, P("top.qcow2"), "qcow2 chain");
+		CHECK_I(wr(b, buf, 512, 0), -ENOTSUP);
+		block_close(b);
+	}
+	SH("head -c 3M /dev/urandom > base.raw && "
+	   "qemu-img create -q -f qcow2 -b base.raw -F raw rtop.qcow2 4M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x65 1M 4k' rtop.qcow2 >/dev/null && "
+	   "qemu-img create -q -f qcow2 -b base.raw -F raw probed.qcow2 4M");
+	/* No backing format any more: an unknown extension, skipped. */
+	put_be32(P("probed.qcow2"), find_ext(P("probed.qcow2"), 0xe2792aca), 0x12345678);
+	b = open_q(P("rtop.qcow2"), true);
+	if (b) {
+		compare_qemu(b, P("rtop.qcow2"), "raw backing");
+		block_close(b);
+	}
+	check_clean(P("top.qcow2"), "after a read-write open");
+	b = open_q(P("probed.qcow2"), true);
+	if (b) {
+		compare_qemu(b, P("probed.qcow2"), "probed raw backing");
+		block_close(b);
+	}
+}
+
+/* ---- hostile images ---- */
+
+/* A fresh copy of h.qcow2 (64 KiB clusters, data at 0 and 1M) to break. */
+static const char *hostile_copy(void)
+{
+	SH("cp h.qcow2 x.qcow2");
+	return P("x.qcow2");
+}
+
+/* One header field set to a bad value, and what opening then says. */
+struct hostile_field {
+	unsigned off, width;	/* bytes 4 or 8 */
+	uint64_t value;
+	int ret;
+	const char *msg;
+};
+
+static const struct hostile_field hostile_fields[] = {
+	{ 20, 4, 8, -EINVAL, "cluster_bits 8 is out of range (9 to 21)" },
+	{ 20, 4, 22, -EINVAL, "cluster_bits 22 is out of range" },
+	{ 4, 4, 4, -ENOTSUP, "qcow2 version 4 is not supported" },
+	{ 0, 4, 0x514649fa, -EINVAL, "not a qcow2 image" },
+	{ 36, 4, 0x7fffffff, -EINVAL, "L1 table of 2147483647 entries is larger than" },
+	{ 40, 8, 1ULL << 40, -EINVAL, "L1 table (" },
+	{ 40, 8, 65536 + 512, -EINVAL, "is misaligned or not inside" },
+	{ 56, 4, 0, -EINVAL, "refcount table of 0 clusters" },
+	{ 56, 4, 100, -EINVAL, "refcount table (6553600 bytes at offset 65536) is misaligned or not inside" },
+	{ 24, 8, 1ULL << 62, -EINVAL, "is too large for 65536-byte clusters" },
+	{ 24, 8, 100, -EINVAL, "expected a qcow2 virtual size of at least 512 bytes, found 100" },
+	{ 96, 4, 7, -EINVAL, "refcount order 7 is out of range" },
+	{ 100, 4, 100, -EINVAL, "header length 100 is invalid" },
+	{ 32, 4, 1, -ENOTSUP, "encrypted qcow2 images (method 1)" },
+	{ 72, 8, 1ULL << 2, -ENOTSUP, "external data files are not supported" },
+	{ 72, 8, 1ULL << 4, -ENOTSUP, "extended L2 entries (subclusters) are not supported" },
+	{ 72, 8, 1ULL << 3, -EINVAL, "compression type 0 does not match" },
+	{ 72, 8, 1ULL << 40, -ENOTSUP, "unknown qcow2 incompatible feature bit 40" },
+};
+
+static void test_hostile_header(void)
+{
+	unsigned i;
+	const char *x;
+
+	SH("qemu-img create -q -f qcow2 h.qcow2 64M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x42 0 64k' -c 'write -P 0x43 1M 64k' h.qcow2 >/dev/null");
+	for (i = 0; i < ARRAY_SIZE(hostile_fields); i++) {
+		const struct hostile_field *f = &hostile_fields[i];
+
+		x = hostile_copy();
+		if (f->width == 4)
+			put_be32(x, f->off, (uint32_t)f->value);
+		else
+			put_be64(x, f->off, f->value);
+		expect_refused(x, true, f->ret, f->msg);
+	}
+	put_be64(x = hostile_copy(), 40, be64_at(P("h.qcow2"), 48));
+	expect_refused(x, true, -EINVAL, "L1 table and refcount table overlap");
+	x = hostile_copy();
+	put_be32(x, find_ext(x, 0x6803f857) + 4, 1 << 20);
+	expect_refused(x, true, -EINVAL, "header extension 0x6803f857 at byte 112 runs past the first cluster");
+	put_be64(x = hostile_copy(), 8, 65000);
+	put_be32(x, 16, 1000);
+	expect_refused(x, true, -EINVAL, "backing file name (1000 bytes at offset 65000)");
+}
+
+static void test_hostile_features(void)
+{
+	const char *x;
+	uint64_t ft;
+
+	/* An unknown bit, named by the feature name table: entry 0 is QEMU's
+	 * "dirty bit" (incompatible, bit 0); renumber it to bit 10. */
+	ft = find_ext(x = hostile_copy(), 0x6803f857);
+	file_write(x, "\x00\x0a", 2, ft + 8);
+	put_be64(x, 72, 1ULL << 10);
+	expect_refused(x, true, -ENOTSUP, "unknown qcow2 incompatible feature bit 10 (\"dirty bit\")");
+	put_be64(x = hostile_copy(), 72, 1ULL << 0);
+	expect_refused(x, false, -EROFS, "dirty (lazy refcounts were not written back); run 'qemu-img check -r all'");
+	expect_refused(x, true, 0, "");
+	put_be64(x = hostile_copy(), 72, 1ULL << 1);
+	expect_refused(x, false, -EROFS, "marked corrupt");
+	expect_refused(x, true, 0, "");
+	SH("cp h.qcow2 s.qcow2 && qemu-img snapshot -c snap s.qcow2");
+	expect_refused(P("s.qcow2"), false, -ENOTSUP, "internal snapshots is not supported");
+	expect_refused(P("s.qcow2"), true, 0, "");
+	if (!sh("qemu-img create -q -f qcow2 -o compression_type=zstd z.qcow2 1M 2>/dev/null"))
+		expect_refused(P("z.qcow2"), true, -ENOTSUP, "compression type 1 (zstd) is not supported");
+}
+
+/* Tables and entries that point outside the file. */
+static void test_hostile_tables(void)
+{
+	uint64_t l1 = be64_at(P("h.qcow2"), 40), rt = be64_at(P("h.qcow2"), 48);
+	uint64_t l2 = be64_at(P("h.qcow2"), l1) & 0x00fffffffffffe00ULL;
+	struct block *b;
+	const char *x;
+
+	SH("cp h.qcow2 x.qcow2 && truncate -s %llu x.qcow2", (unsigned long long)l2 + 4096);
+	expect_refused(P("x.qcow2"), true, -EINVAL, "corrupt qcow2 L1 entry 0");
+	put_be64(x = hostile_copy(), l1, (1ULL << 63) | (l2 + 512));
+	expect_refused(x, true, -EINVAL, "corrupt qcow2 L1 entry 0 (0x80000000000");
+	put_be64(x = hostile_copy(), rt, 1ULL << 45);
+	expect_refused(x, true, -EINVAL, "corrupt qcow2 refcount table entry 0");
+	/* An L2 entry past the end of the file fails that read only. */
+	put_be64(x = hostile_copy(), l2 + 16 * 8, (1ULL << 63) | (1ULL << 40));
+	b = open_q(x, true);
+	if (b) {
+		CHECK_I(rd(b, buf, 4096, 1 * MiB), -EIO);
+		CHECK_I(rd(b, buf, 4096, 0), 0);
+		CHECK(buf[0] == 0x42, "the good cluster reads wrong");
+		block_close(b);
+	}
+	put_be64(x = hostile_copy(), l2 + 16 * 8, (1ULL << 63) | (1ULL << 4) | (l2 + 65536));
+	b = open_q(x, true);
+	if (b) {
+		CHECK_I(rd(b, buf, 512, 1 * MiB), -EIO);
+		block_close(b);
+	}
+}
+
+/* Backing chains that loop, are too long, or are missing. */
+static void test_hostile_chains(void)
+{
+	unsigned i;
+
+	SH("qemu-img create -q -f qcow2 loop-a.qcow2 1M && "
+	   "qemu-img create -q -f qcow2 -b loop-a.qcow2 -F qcow2 loop-b.qcow2 1M && "
+	   "qemu-img rebase -u -b loop-b.qcow2 -F qcow2 loop-a.qcow2");
+	expect_refused(P("loop-b.qcow2"), true, -ELOOP, "backing chain loop");
+	SH("qemu-img create -q -f qcow2 self.qcow2 1M && "
+	   "qemu-img rebase -u -b self.qcow2 -F qcow2 self.qcow2");
+	expect_refused(P("self.qcow2"), false, -ELOOP, "self.qcow2: backing file: ");
+	expect_refused(P("self.qcow2"), false, -ELOOP, "backing chain loop: the image appears twice");
+	SH("qemu-img create -q -f qcow2 c0.qcow2 1M");
+	for (i = 1; i <= 16; i++)
+		SH("qemu-img create -q -f qcow2 -b c%u.qcow2 -F qcow2 c%u.qcow2 1M", i - 1, i);
+	expect_refused(P("c16.qcow2"), true, -ELOOP, "c16.qcow2: backing file: ");
+	expect_refused(P("c16.qcow2"), true, -ELOOP, "c1.qcow2: backing chain longer than 16 images");
+	expect_refused(P("c15.qcow2"), true, 0, "");
+	SH("qemu-img create -q -f qcow2 -b gone.qcow2 -F qcow2 orphan.qcow2 1M 2>/dev/null || "
+	   "(qemu-img create -q -f qcow2 orphan.qcow2 1M && "
+	   "qemu-img rebase -u -b gone.qcow2 -F qcow2 orphan.qcow2)");
+	expect_refused(P("orphan.qcow2"), true, -ENOENT, "orphan.qcow2: backing file: ");
+}
+
+/* ---- main ---- */
+
+static void setup(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	const char *why;
+	int ret;
+
+	ret = loop_new(&(struct loop_params){ .name = "test" }, &main_loop);
+	if (ret) {
+		why = loop_unavailable_reason(ret);
+		printf("%s: loop_new: %s\n", why ? "SKIP" : "FAIL", why ? why : strerror(-ret));
+		exit(why ? 77 : 1);
+	}
+	snprintf(test_dir, sizeof(test_dir), "%s/test_qcow2.XXXXXX", tmp && *tmp ? tmp : "/var/tmp");
+	if (!mkdtemp(test_dir) || !(buf = malloc(BUF_MAX)) || !(ref = malloc(BUF_MAX))) {
+		printf("FAIL: setup: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (sh("qemu-img --version >/dev/null 2>&1 && qemu-io --version >/dev/null 2>&1")) {
+		printf("SKIP: qemu-img and qemu-io (Debian's qemu-utils) are not installed\n");
+		sh("rm -rf '%s'", test_dir);
+		exit(77);
+	}
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	alarm(500);
+	setup();
+	test_probe();
+	test_read_matrix();
+	test_compressed();
+	test_backing();
+	test_hostile_header();
+	test_hostile_features();
+	test_hostile_tables();
+	test_hostile_chains();
+	sh("rm -rf '%s'", test_dir);
+	loop_free(main_loop);
+	free(buf);
+	free(ref);
+	if (test_failures) {
+		printf("%d check(s) failed\n", test_failures);
+		return 1;
+	}
+	printf("test_qcow2: all passed\n");
+	return 0;
+}
