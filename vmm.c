@@ -509,7 +509,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmm CONFIG          boot the VM described by CONFIG\n"
 		   "       vmm --stats CONFIG  the same, then print each disk queue's counters\n"
-		   "       vmm --check CONFIG  validate CONFIG (and its kernel and initrd) only\n"
+		   "       vmm --check CONFIG  validate CONFIG (its kernel, initrd and disk images) only\n"
 		   "       vmm --help | --version\n"
 		   "The config format is documented in docs/config.md.\n"
 		   "On a terminal, Ctrl-A x stops the VM; Ctrl-A Ctrl-A sends Ctrl-A.\n");
