@@ -28,35 +28,67 @@ static void blk_stack_disk(struct blk_stack *s, const struct blk_stack_params *p
 	snprintf(s->disk.serial, sizeof(s->disk.serial), "%s", p->serial ? p->serial : "");
 }
 
-static int blk_stack_iothreads(struct blk_stack *s, unsigned n)
+/* One IOThread, or with inline_loops one loop of the calling thread. */
+static int blk_stack_loop(struct blk_stack *s, unsigned i, const struct blk_stack_params *p)
 {
-	struct iothread_config cfg = { .name = "" };
-	unsigned i;
+	struct iothread_config cfg = { .name = "", .poll_max_ns = p->poll_max_ns };
+	int ret;
+
+	snprintf(cfg.name, sizeof(cfg.name), "io%u", i);
+	if (p->inline_loops)
+		ret = loop_new(&(struct loop_params){ .name = cfg.name,
+						      .poll_max_ns = p->poll_max_ns }, &s->own[i]);
+	else
+		ret = iothread_start(&cfg, &s->io[i]);
+	if (ret)
+		snprintf(s->err, sizeof(s->err), "%s: %s",
+			 p->inline_loops ? "loop_new" : "iothread_start", strerror(-ret));
+	return ret;
+}
+
+static int blk_stack_iothreads(struct blk_stack *s, const struct blk_stack_params *p)
+{
+	unsigned i, n = p->n_iothreads ? p->n_iothreads : 1;
 	int ret;
 
 	for (s->n_iothreads = 0; s->n_iothreads < n; s->n_iothreads++) {
-		snprintf(cfg.name, sizeof(cfg.name), "io%u", s->n_iothreads);
-		ret = iothread_start(&cfg, &s->io[s->n_iothreads]);
-		if (ret) {
-			snprintf(s->err, sizeof(s->err), "iothread_start: %s", strerror(-ret));
+		ret = blk_stack_loop(s, s->n_iothreads, p);
+		if (ret)
 			return ret;
-		}
 	}
 	for (i = 0; i < s->disk.num_queues; i++)
-		s->loops[i] = iothread_loop(s->io[i % n]);
+		s->loops[i] = s->own[i % n] ? s->own[i % n] : iothread_loop(s->io[i % n]);
 	return 0;
 }
 
 static void blk_stack_stop_iothreads(struct blk_stack *s)
 {
-	while (s->n_iothreads)
-		iothread_stop(s->io[--s->n_iothreads]);
+	while (s->n_iothreads--) {
+		if (s->own[s->n_iothreads])
+			loop_free(s->own[s->n_iothreads]);
+		else
+			iothread_stop(s->io[s->n_iothreads]);
+	}
+	s->n_iothreads = 0;
+}
+
+void blk_stack_pump(struct blk_stack *s, bool block)
+{
+	unsigned i;
+
+	for (i = 0; i < s->n_iothreads; i++)
+		loop_run_once(s->own[i], block && i == 0);
+}
+
+static void blk_stack_idle(struct virtio_guest *g)
+{
+	blk_stack_pump(container_of(g, struct blk_stack, guest), false);
 }
 
 static int blk_stack_block(struct blk_stack *s, const struct blk_stack_params *p)
 {
 	struct block_open_params bp = {
-		.path = p->path, .format = p->path ? BLOCK_FORMAT_RAW : BLOCK_FORMAT_NULL,
+		.path = p->path, .format = p->path ? p->format : BLOCK_FORMAT_NULL,
 		.readonly = p->readonly, .direct = p->direct, .size = p->null_size,
 	};
 
@@ -84,6 +116,8 @@ static int blk_stack_device(struct blk_stack *s)
 		goto err_blk;
 	}
 	ret = virtio_guest_probe(&s->guest, &gp);
+	if (s->own[0])
+		s->guest.idle = blk_stack_idle;
 	if (!ret)
 		return 0;
 	snprintf(s->err, sizeof(s->err), "virtio_guest_probe: %s", strerror(-ret));
@@ -115,7 +149,7 @@ int blk_stack_create(struct blk_stack *s, const struct blk_stack_params *p)
 	ret = blk_stack_block(s, p);
 	if (ret)
 		goto err_root;
-	ret = blk_stack_iothreads(s, p->n_iothreads ? p->n_iothreads : 1);
+	ret = blk_stack_iothreads(s, p);
 	if (!ret)
 		ret = blk_stack_device(s);
 	if (!ret)

@@ -30,7 +30,8 @@
 #define BLK_STACK_HEAP 0x100000ULL	/* the driver allocates from 1 MiB up */
 
 struct blk_stack_params {
-	const char *path;		/* raw image, or NULL for format = null */
+	const char *path;		/* image, or NULL for format = null */
+	enum block_format format;	/* the image's format; default raw */
 	uint64_t null_size;		/* format = null: bytes */
 	bool readonly;
 	bool direct;			/* cache = none */
@@ -39,6 +40,12 @@ struct blk_stack_params {
 	unsigned n_iothreads;		/* default 1 */
 	const char *serial;		/* default "" */
 	uint64_t ram;			/* default BLK_STACK_RAM */
+	uint64_t poll_max_ns;		/* the IOThreads' busy-poll window; default 0 */
+	/* No IOThreads: n_iothreads loops owned by the calling thread, run
+	 * by the driver whenever it waits (virtio_guest.idle) or by the
+	 * caller with blk_stack_pump. For valgrind, whose 3.19 deadlocks
+	 * when a thread blocks in io_uring_enter while another must run. */
+	bool inline_loops;
 };
 
 struct blk_stack {
@@ -50,7 +57,8 @@ struct blk_stack {
 	struct disk_config disk;
 	struct block *blk;
 	unsigned n_iothreads;
-	struct iothread *io[CONFIG_MAX_QUEUES];
+	struct iothread *io[CONFIG_MAX_QUEUES];	/* or, inline_loops: */
+	struct loop *own[CONFIG_MAX_QUEUES];
 	struct loop *loops[CONFIG_MAX_QUEUES];
 	struct virtio_blk *vblk;
 	struct virtio_pci *vp;
@@ -66,5 +74,9 @@ struct blk_stack {
 int blk_stack_create(struct blk_stack *s, const struct blk_stack_params *p);
 /* Resets the device through the driver and tears everything down. */
 void blk_stack_destroy(struct blk_stack *s);
+
+/* inline_loops: runs every loop once; blocks in the first one when block
+ * (then the caller must know that something will arrive there). */
+void blk_stack_pump(struct blk_stack *s, bool block);
 
 #endif

@@ -45,11 +45,15 @@
 #define VIRTIO_PCI_CAP_DEVICE 4
 #define VIRTIO_PCI_CAP_PCI_CFG 5
 
-static void virtio_guest_sleep_us(unsigned us)
+/* Between two polls of the device. */
+static void virtio_guest_pause(struct virtio_guest *g)
 {
-	struct timespec ts = { .tv_sec = us / 1000000, .tv_nsec = (long)(us % 1000000) * 1000 };
+	struct timespec ts = { .tv_nsec = 20000 };
 
-	nanosleep(&ts, NULL);
+	if (g->idle)
+		g->idle(g);
+	else
+		nanosleep(&ts, NULL);
 }
 
 /* Registers and config space. */
@@ -303,7 +307,7 @@ int virtio_guest_reset(struct virtio_guest *g)
 		if (clock_ns() > deadline)
 			return -ETIMEDOUT;
 		g->reset_polls++;
-		virtio_guest_sleep_us(20);
+		virtio_guest_pause(g);
 	}
 	return 0;
 }
@@ -626,15 +630,21 @@ int virtio_guest_wait_used(struct virtio_guest *g, unsigned q, uint16_t idx, int
 	while ((int16_t)(virtio_guest_used_idx(g, q) - idx) < 0) {
 		if (clock_ns() > deadline)
 			return -ETIMEDOUT;
-		virtio_guest_sleep_us(20);
+		virtio_guest_pause(g);
 	}
 	return 0;
 }
 
-int virtio_guest_irq_wait(struct virtio_guest *g, unsigned vector, int timeout_ms)
+int virtio_guest_irq_fd(struct virtio_guest *g, unsigned vector)
 {
 	struct pci_msi_msg m = virtio_guest_msg(vector);
-	struct pollfd p = { .fd = guest_platform_irqfd(g->platform, &m), .events = POLLIN };
+
+	return guest_platform_irqfd(g->platform, &m);
+}
+
+int virtio_guest_irq_wait(struct virtio_guest *g, unsigned vector, int timeout_ms)
+{
+	struct pollfd p = { .fd = virtio_guest_irq_fd(g, vector), .events = POLLIN };
 	uint64_t n;
 
 	if (p.fd < 0)

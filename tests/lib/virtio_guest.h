@@ -161,6 +161,9 @@ struct virtio_guest {
 	uint64_t device_features, features;	/* offered; negotiated */
 	unsigned num_queues;			/* set up by virtio_guest_start */
 	bool kick_by_exit;			/* tests: always kick with an MMIO write */
+	/* What the driver does while it polls the device (reset, used index):
+	 * NULL sleeps; a single-threaded stack runs the device's loops. */
+	void (*idle)(struct virtio_guest *g);
 	unsigned reset_polls;			/* status reads that were not yet 0, last reset */
 	struct virtio_guest_queue q[VIRTIO_GUEST_MAX_QUEUES];
 	uint64_t ring_mem[VIRTIO_GUEST_MAX_QUEUES];	/* allocated once per queue */
@@ -242,6 +245,8 @@ void virtio_guest_set_avail_flags(struct virtio_guest *g, unsigned q, uint16_t f
  * delivers that vector's message.
  */
 int virtio_guest_irq_wait(struct virtio_guest *g, unsigned vector, int timeout_ms);
+/* The eventfd that delivers `vector` (for poll over several), or -1. */
+int virtio_guest_irq_fd(struct virtio_guest *g, unsigned vector);
 
 /*
  * A virtio-blk request in guest RAM: header at hdr, status byte at hdr + 16

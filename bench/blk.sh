@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# bench/blk.sh: the virtio-blk data plane (bench/blk.c: the test driver
+# plays the guest, no VM) next to fio and `qemu-img bench` on the same file,
+# 4 KiB random I/O, in one run with the runners interleaved so that drift
+# on the machine affects all alike.
+#
+# Workloads (DEPTH per queue, 2 queues; ours with 1 and with 2 IOThreads):
+#   raw randread    a raw file under /var/tmp, cache = none (O_DIRECT)
+#   raw randwrite   the same file
+#   null randread   format = null: no I/O at all, the VMM's own cost
+# Peers: fio --ioengine=io_uring --direct=1 (null: --ioengine=null) with 2
+# jobs at DEPTH each; `qemu-img bench -i io_uring -t none` (null: the
+# null-co driver with read-zeroes) at depth 2 x DEPTH, as many requests as
+# ours did in SECS. qemu-img bench is sequential only (offsets step by the
+# buffer size) and runs QEMU's block layer without virtio.
+#
+# Reported per runner (median of ROUNDS): IOPS, p50/p99 latency (fio and
+# ours; qemu-img has none), CPU per request. Ours: the VMM's threads
+# (IOThreads, io_uring workers), without the driver playing the guest,
+# whose CPU per request is shown apart; peers: the whole process (user +
+# sys), which does both sides of the work. Ratios: ours (1 IOThread) over
+# fio and over qemu-img, and 2 IOThreads over 1.
+#
+# Then callgrind: instructions per request on our path, with the device's
+# loop run on the driver's thread (blk -i; valgrind 3.19 deadlocks when a
+# thread blocks in io_uring_enter while another must run): the device's
+# share is everything inside loop_run_once, the driver's the rest; the
+# slope between two request counts removes the setup.
+#
+#   bench/blk.sh        (environment: SECS=5 ROUNDS=3 DEPTH=16
+#                        IMG=/var/tmp/vmm-bench-blk.img IMG_MB=1024
+#                        CG_REQS="2000 6000")
+#
+# Needs fio, qemu-utils, valgrind and python3 (fio's JSON); builds the
+# benchmark with ./build.sh bench. Results: bench/out/blk.md, raw lines in
+# bench/out/blk.txt.
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+cd "$BENCH_REPO"
+
+SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-3}
+DEPTH=${DEPTH:-16}
+QUEUES=2
+IMG=${IMG:-/var/tmp/vmm-bench-blk.img}
+IMG_MB=${IMG_MB:-1024}
+CG_REQS=${CG_REQS:-"2000 6000"}
+NULL_SIZE=$((IMG_MB * 1024 * 1024))
+O=$BENCH_OUT
+RAW=$O/blk.txt
+
+bench_need_pkgs fio qemu-utils valgrind python3
+./build.sh bench >/dev/null
+cp build/musl/bench/blk "$O/blk"
+BLK=$O/blk
+
+# A file with real blocks (zeroes written, not a sparse file or unwritten
+# extents, whose reads never reach the disk).
+if [ "$(stat -c %s "$IMG" 2>/dev/null || echo 0)" != "$NULL_SIZE" ]; then
+	echo "writing $IMG ($IMG_MB MiB)" >&2
+	dd if=/dev/zero of="$IMG" bs=1M count="$IMG_MB" oflag=direct status=none
+fi
+
+# cpu_of FILE: user+sys seconds that bash's `time` wrote to FILE.
+cpu_of() { awk '{ print $1 + $2 }' "$1"; }
+
+# ours WORKLOAD IOTHREADS ARGS...: appends "WORKLOAD ours-tN iops p50 p99 cpu driver".
+ours() {
+	local w=$1 t=$2 line
+	shift 2
+	line=$("$BLK" -q $QUEUES -t "$t" -d "$DEPTH" -s "$SECS" "$@")
+	echo "$line" | awk -v w="$w" -v r="ours-t$t" '{
+		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+		print w, r, v["iops"], v["p50_us"], v["p99_us"], v["vmm_cpu_us_per_req"],
+		      v["driver_cpu_us_per_req"] }' >>"$RAW"
+	echo "$line" | sed -n 's/.* iops=\([0-9]*\).*/\1/p'
+}
+
+# fio_run WORKLOAD ARGS...: appends "WORKLOAD fio iops p50 p99 cpu -".
+fio_run() {
+	local w=$1 t=$O/blk-time.txt
+	shift
+	{ TIMEFORMAT='%U %S'; time fio --name=blk --numjobs=$QUEUES --iodepth="$DEPTH" --bs=4k \
+		--time_based --runtime="$SECS" --group_reporting --output-format=json "$@" \
+		>"$O/blk-fio.json" 2>/dev/null; } 2>"$t"
+	python3 - "$O/blk-fio.json" "$(cpu_of "$t")" "$w" >>"$RAW" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+r = j["read"] if j["read"]["total_ios"] else j["write"]
+p = r["clat_ns"]["percentile"]
+print(sys.argv[3], "fio", round(r["iops"]), p["50.000000"] / 1000, p["99.000000"] / 1000,
+      round(float(sys.argv[2]) * 1e6 / max(r["total_ios"], 1), 3), "-")
+EOF
+}
+
+# qemu_img WORKLOAD COUNT ARGS...: appends "WORKLOAD qemu-img iops - - cpu -".
+qemu_img() {
+	local w=$1 n=$2 t=$O/blk-time.txt s
+	shift 2
+	s=$( { TIMEFORMAT='%U %S'; time qemu-img bench -c "$n" -d $((QUEUES * DEPTH)) -s 4096 \
+		"$@" 2>&1; } 2>"$t" | sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p')
+	awk -v w="$w" -v n="$n" -v s="$s" -v c="$(cpu_of "$t")" \
+		'BEGIN { printf "%s qemu-img %.0f - - %.3f -\n", w, n / s, c * 1e6 / n }' >>"$RAW"
+}
+
+# round: every workload, runners interleaved.
+round() {
+	local n
+	n=$(ours raw-randread 1 -f "$IMG" -c)
+	fio_run raw-randread --ioengine=io_uring --direct=1 --filename="$IMG" --rw=randread
+	qemu_img raw-randread $((n * SECS)) -f raw -i io_uring -t none "$IMG"
+	ours raw-randread 2 -f "$IMG" -c >/dev/null
+	n=$(ours raw-randwrite 1 -f "$IMG" -c -w)
+	fio_run raw-randwrite --ioengine=io_uring --direct=1 --filename="$IMG" --rw=randwrite
+	qemu_img raw-randwrite $((n * SECS)) -w -f raw -i io_uring -t none "$IMG"
+	ours raw-randwrite 2 -f "$IMG" -c -w >/dev/null
+	n=$(ours null-randread 1 -n "$NULL_SIZE")
+	fio_run null-randread --ioengine=null --size="$NULL_SIZE" --rw=randread
+	qemu_img null-randread $((n * SECS)) --image-opts \
+		"driver=null-co,size=$NULL_SIZE,read-zeroes=on"
+	ours null-randread 2 -n "$NULL_SIZE" >/dev/null
+}
+
+# Median of column COL (3..7) for WORKLOAD RUNNER.
+med() {
+	awk -v w="$1" -v r="$2" -v c="$3" '$1 == w && $2 == r { print $c }' "$RAW" |
+		sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
+}
+
+table() {
+	local w r i f q i1
+	echo "| workload | runner | IOPS | p50 µs | p99 µs | CPU µs/req | guest driver µs/req | IOPS ratio | CPU ratio |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	for w in raw-randread raw-randwrite null-randread; do
+		i1=$(med "$w" ours-t1 3) f=$(med "$w" fio 3) q=$(med "$w" qemu-img 3)
+		for r in ours-t1 ours-t2 fio qemu-img; do
+			i=$(med "$w" $r 3)
+			case $r in
+			ours-t1) ratio="ours/fio $(bench_ratio "$i" "$f"), ours/qemu-img $(bench_ratio "$i" "$q")"
+				cpu="ours/fio $(bench_ratio "$(med "$w" $r 6)" "$(med "$w" fio 6)")" ;;
+			ours-t2) ratio="2 IOThreads / 1: $(bench_ratio "$i" "$i1")"
+				cpu="2 / 1: $(bench_ratio "$(med "$w" $r 6)" "$(med "$w" ours-t1 6)")" ;;
+			*) ratio=- cpu=- ;;
+			esac
+			echo "| $w | $r | $i | $(med "$w" $r 4) | $(med "$w" $r 5) | $(med "$w" $r 6) | $(med "$w" $r 7) | $ratio | $cpu |"
+		done
+	done
+}
+
+# callgrind_ir ARGS...: "device driver" instructions per request (slopes).
+callgrind_ir() {
+	local n t a b dev=() all=()
+	for n in $CG_REQS; do
+		for t in dev all; do
+			a=(valgrind --tool=callgrind --callgrind-out-file="$O/blk-callgrind.out")
+			[ $t = dev ] && a+=(--collect-atstart=no --toggle-collect=loop_run_once)
+			b=$("${a[@]}" "$BLK" -i -q 1 -t 1 -d "$DEPTH" -r "$n" "$@" 2>&1 >/dev/null |
+				sed -n 's/.*I *refs: *//p' | tr -d ,)
+			[ $t = dev ] && dev+=("$b") || all+=("$b")
+		done
+	done
+	awk -v d0="${dev[0]}" -v d1="${dev[1]}" -v a0="${all[0]}" -v a1="${all[1]}" \
+		-v n="$CG_REQS" 'BEGIN { split(n, r, " "); k = r[2] - r[1]
+		printf "%.0f %.0f\n", (d1 - d0) / k, ((a1 - d1) - (a0 - d0)) / k }'
+}
+
+: >"$RAW"
+echo "# $(bench_machine)"
+echo "# $ROUNDS rounds of ${SECS} s per runner, depth $DEPTH x $QUEUES queues, 4 KiB; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for r in $(seq "$ROUNDS"); do
+	echo "round $r of $ROUNDS" >&2
+	round
+done
+{
+	table
+	echo
+	echo "| callgrind, $DEPTH deep, 1 queue | instructions/request: device (loop_run_once) | guest driver |"
+	echo "|---|---|---|"
+	echo "| null randread | $(callgrind_ir -n "$NULL_SIZE" | sed 's/ / | /') |"
+	echo "| raw randread, cache = none | $(callgrind_ir -f "$IMG" -c | sed 's/ / | /') |"
+} | tee "$O/blk.md"
