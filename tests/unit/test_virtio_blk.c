@@ -33,6 +33,14 @@
 #define QUIET_MS 100			/* how long "nothing arrives" is watched */
 #define SERIAL "vmm-serial-0123456789"	/* 21 bytes: GET_ID gives the first 20 */
 
+/* CHECK_I for a call with side effects: evaluated once, named when it fails. */
+#define CHECK_CALL(expr, want)                                                    \
+	do {                                                                      \
+		long long got_ = (long long)(expr);                               \
+		CHECK(got_ == (long long)(want), "%s: got %lld, want %lld", #expr, got_, \
+		      (long long)(want));                                          \
+	} while (0)
+
 static char dir[64];
 
 /* The byte at off of a file made with seed. */
@@ -158,7 +166,7 @@ static void expect_needs_reset(struct blk_stack *s, const char *what)
 	CHECK(n >= 1, "%s: no config interrupt (%d)", what, n);
 	CHECK(virtio_guest_status(&s->guest) & VIRTIO_STATUS_NEEDS_RESET,
 	      "%s: status %#x without NEEDS_RESET", what, virtio_guest_status(&s->guest));
-	CHECK_I(virtio_guest_start(&s->guest, ALL_FEATURES, s->disk.num_queues,
+	CHECK_CALL(virtio_guest_start(&s->guest, ALL_FEATURES, s->disk.num_queues,
 				   s->disk.queue_size), 0);
 	CHECK(!(virtio_guest_status(&s->guest) & VIRTIO_STATUS_NEEDS_RESET),
 	      "%s: NEEDS_RESET survives a reset", what);
@@ -234,9 +242,9 @@ static void test_negotiation(void)
 	check_pci(&s, 2);
 	check_config(&s, FILE_SIZE, 2);
 
-	CHECK_I(virtio_guest_start(g, ALL_FEATURES & ~BIT(VIRTIO_F_VERSION_1), 2, 256), -ENOTSUP);
+	CHECK_CALL(virtio_guest_start(g, ALL_FEATURES & ~BIT(VIRTIO_F_VERSION_1), 2, 256), -ENOTSUP);
 	CHECK(!(virtio_guest_status(g) & VIRTIO_STATUS_FEATURES_OK), "legacy driver accepted");
-	CHECK_I(virtio_guest_reset(g), 0);
+	CHECK_CALL(virtio_guest_reset(g), 0);
 	virtio_guest_common_write(g, VIRTIO_GUEST_DEVICE_STATUS, VIRTIO_STATUS_ACKNOWLEDGE |
 				  VIRTIO_STATUS_DRIVER, 1);
 	virtio_guest_common_write(g, VIRTIO_GUEST_DRIVER_FEATURE_SELECT, 1, 4);
@@ -245,7 +253,7 @@ static void test_negotiation(void)
 				  VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
 	CHECK(!(virtio_guest_status(g) & VIRTIO_STATUS_FEATURES_OK), "feature 50 accepted");
 
-	CHECK_I(virtio_guest_start(g, ALL_FEATURES, 2, 256), 0);
+	CHECK_CALL(virtio_guest_start(g, ALL_FEATURES, 2, 256), 0);
 	CHECK_U(g->features, g->device_features);
 	blk_stack_destroy(&s);
 
@@ -276,7 +284,7 @@ static void test_read_write(void)
 		r.n = 0;
 		for (i = 0, off = 0; i < 3; off += seg[i++])
 			virtio_guest_blk_data(&r, gpa + off, seg[i]);
-		CHECK_I(virtio_guest_blk_run(&s.guest, 0, &r, ind), VIRTIO_GUEST_BLK_S_OK);
+		CHECK_CALL(virtio_guest_blk_run(&s.guest, 0, &r, ind), VIRTIO_GUEST_BLK_S_OK);
 		CHECK_U(r.used_len, 4096 + 1);
 		for (i = 0; i < 4096 && p[i] == pattern(9 * SECTOR + i, 2); i++)
 			;
@@ -284,12 +292,12 @@ static void test_read_write(void)
 	}
 	for (i = 0; i < 8192; i++)
 		p[i] = (uint8_t)(i * 3 + 5);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 100, gpa, 8192, true), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 100, gpa, 8192, true), VIRTIO_GUEST_BLK_S_OK);
 	file_read(path, 100 * SECTOR, back, sizeof(back));
 	CHECK(!memcmp(back, p, sizeof(back)), "OUT did not reach the file");
 	CHECK(file_is_pattern(path, 0, 100 * SECTOR, 2) &&
 	      file_is_pattern(path, 116 * SECTOR, 64 * KiB, 2), "OUT wrote outside its sectors");
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_FLUSH, 0, 0, 0, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_FLUSH, 0, 0, 0, false), VIRTIO_GUEST_BLK_S_OK);
 	CHECK_U(stats(&s, 0).read_bytes, 2 * 4096);
 	CHECK_U(stats(&s, 0).write_bytes, 8192);
 	CHECK_U(stats(&s, 0).requests, 4);
@@ -313,7 +321,7 @@ static void test_get_id(void)
 		gpa = gbuf(&s, 32, 0xee, &p);
 		memset(want, 0, sizeof(want));
 		memcpy(want, serials[i], strnlen(serials[i], sizeof(want)));
-		CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_GET_ID, 0, gpa, 32, false),
+		CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_GET_ID, 0, gpa, 32, false),
 			VIRTIO_GUEST_BLK_S_OK);
 		CHECK(!memcmp(p, want, sizeof(want)), "serial \"%.20s\"", (char *)p);
 		CHECK(p[20] == 0xee && p[31] == 0xee, "GET_ID wrote past 20 bytes");
@@ -362,12 +370,12 @@ static void test_discard_write_zeroes(void)
 
 	make_file(path, FILE_SIZE, 3);
 	up(&s, &(struct blk_stack_params){ .path = path }, ALL_FEATURES);
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, 256, 256, 0), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, 256, 256, 0), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(file_zero(path, 256 * SECTOR, 128 * KiB) && file_hole(path, 256 * SECTOR, 128 * KiB),
 	      "discard left data");
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 1024, 64, 0), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 1024, 64, 0), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(file_zero(path, 1024 * SECTOR, 32 * KiB), "write zeroes left data");
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 2048, 128,
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 2048, 128,
 			  VIRTIO_GUEST_BLK_WZ_F_UNMAP), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(file_zero(path, 2048 * SECTOR, 64 * KiB) && file_hole(path, 2048 * SECTOR, 64 * KiB),
 	      "write zeroes with unmap left data");
@@ -375,8 +383,8 @@ static void test_discard_write_zeroes(void)
 	      file_is_pattern(path, 512 * SECTOR, 512 * SECTOR, 3) &&
 	      file_is_pattern(path, 1088 * SECTOR, 960 * SECTOR, 3) &&
 	      file_is_pattern(path, 2176 * SECTOR, 64 * KiB, 3), "zeroed outside the ranges");
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 0, 8, 2), VIRTIO_GUEST_BLK_S_UNSUPP);
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, FILE_SIZE / SECTOR - 4, 8, 0),
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 0, 8, 2), VIRTIO_GUEST_BLK_S_UNSUPP);
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, FILE_SIZE / SECTOR - 4, 8, 0),
 		VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK(file_is_pattern(path, 0, 8 * SECTOR, 3), "an unsupported zeroing ran");
 	blk_stack_destroy(&s);
@@ -398,16 +406,16 @@ static void test_bad_requests(void)
 	CHECK(big <= 192 * MiB, "seg_max * size_max too large for this test: %llu",
 	      (unsigned long long)big);
 	gpa = gbuf(&s, 8192, 0xaa, &p);
-	CHECK_I(req1(&s, 0, 99, 0, gpa, 512, false), VIRTIO_GUEST_BLK_S_UNSUPP);
-	CHECK_I(req1(&s, 0, 10, 0, gpa, 512, false), VIRTIO_GUEST_BLK_S_UNSUPP); /* GET_LIFETIME */
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, cap, gpa, 512, false), VIRTIO_GUEST_BLK_S_IOERR);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, cap - 1, gpa, 1024, false),
+	CHECK_CALL(req1(&s, 0, 99, 0, gpa, 512, false), VIRTIO_GUEST_BLK_S_UNSUPP);
+	CHECK_CALL(req1(&s, 0, 10, 0, gpa, 512, false), VIRTIO_GUEST_BLK_S_UNSUPP); /* GET_LIFETIME */
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, cap, gpa, 512, false), VIRTIO_GUEST_BLK_S_IOERR);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, cap - 1, gpa, 1024, false),
 		VIRTIO_GUEST_BLK_S_IOERR);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, UINT64_MAX / 2, gpa, 512, false),
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, UINT64_MAX / 2, gpa, 512, false),
 		VIRTIO_GUEST_BLK_S_IOERR);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, gpa, 100, false), VIRTIO_GUEST_BLK_S_IOERR);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, gpa, 100, false), VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK(p[0] == 0xaa, "a refused IN wrote the buffer");
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, gbuf(&s, big, 0, NULL), (uint32_t)big, false),
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, gbuf(&s, big, 0, NULL), (uint32_t)big, false),
 		VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK_U(stats(&s, 0).errors, 7);
 	CHECK(file_is_pattern(path, 0, FILE_SIZE, 4), "a refused request changed the file");
@@ -426,12 +434,12 @@ static void test_readonly(void)
 	make_file(path, FILE_SIZE, 5);
 	up(&s, &(struct blk_stack_params){ .path = path, .readonly = true }, ALL_FEATURES);
 	gpa = gbuf(&s, 4096, 0x55, &p);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 8, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 8, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(p[0] == pattern(8 * SECTOR, 5), "readonly read");
 	memset(p, 0x55, 4096);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 8, gpa, 4096, false), VIRTIO_GUEST_BLK_S_IOERR);
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, 0, 8, 0), VIRTIO_GUEST_BLK_S_IOERR);
-	CHECK_I(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 0, 8, 0), VIRTIO_GUEST_BLK_S_IOERR);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 8, gpa, 4096, false), VIRTIO_GUEST_BLK_S_IOERR);
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_DISCARD, 0, 8, 0), VIRTIO_GUEST_BLK_S_IOERR);
+	CHECK_CALL(unmap_req(&s, VIRTIO_GUEST_BLK_T_WRITE_ZEROES, 0, 8, 0), VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK(file_is_pattern(path, 0, FILE_SIZE, 5), "a readonly disk changed");
 	CHECK_U(stats(&s, 0).errors, 3);
 	blk_stack_destroy(&s);
@@ -453,14 +461,14 @@ static void test_host_errors(void)
 	getrlimit(RLIMIT_FSIZE, &old);
 	lim = (struct rlimit){ .rlim_cur = FILE_SIZE / 2, .rlim_max = old.rlim_max };
 	setrlimit(RLIMIT_FSIZE, &lim);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 0, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, FILE_SIZE / 2 / SECTOR, gpa, 4096, false),
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 0, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, FILE_SIZE / 2 / SECTOR, gpa, 4096, false),
 		VIRTIO_GUEST_BLK_S_IOERR);
 	setrlimit(RLIMIT_FSIZE, &old);
 	signal(SIGXFSZ, SIG_DFL);
 	CHECK(file_is_pattern(path, FILE_SIZE / 2, 4096, 6), "a failed write changed the file");
-	CHECK_I(truncate(path, FILE_SIZE / 4), 0);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, FILE_SIZE / 2 / SECTOR, gpa, 4096, false),
+	CHECK_CALL(truncate(path, FILE_SIZE / 4), 0);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, FILE_SIZE / 2 / SECTOR, gpa, 4096, false),
 		VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK_U(stats(&s, 0).errors, 2);
 	blk_stack_destroy(&s);
@@ -494,7 +502,7 @@ static void test_broken_requests(void)
 	ro_status[2].flags = VIRTIO_GUEST_DESC_F_WRITE;
 	CHECK(virtio_guest_add(&s.guest, 0, ro_status, 3, false, &r) >= 0, "add");
 	virtio_guest_kick(&s.guest, 0);
-	CHECK_I(virtio_guest_wait_used(&s.guest, 0, 2, VIRTIO_GUEST_TIMEOUT_MS), 0);
+	CHECK_CALL(virtio_guest_wait_used(&s.guest, 0, 2, VIRTIO_GUEST_TIMEOUT_MS), 0);
 	CHECK_U(virtio_guest_blk_status(&s.guest, &r), VIRTIO_GUEST_BLK_S_IOERR);
 	CHECK(!(virtio_guest_status(&s.guest) & VIRTIO_STATUS_NEEDS_RESET), "short header broke");
 	blk_stack_destroy(&s);
@@ -603,7 +611,7 @@ static void take(struct blk_stack *s, unsigned q, unsigned n)
 	unsigned i;
 
 	for (i = 0; i < n; i++) {
-		CHECK_I(virtio_guest_get(&s->guest, q, &len, &cookie), 1);
+		CHECK_CALL(virtio_guest_get(&s->guest, q, &len, &cookie), 1);
 		CHECK_U(virtio_guest_blk_status(&s->guest, cookie), VIRTIO_GUEST_BLK_S_OK);
 	}
 }
@@ -631,18 +639,18 @@ static void test_event_idx(void)
 	up(&s, &(struct blk_stack_params){ .null_size = MiB }, ALL_FEATURES);
 	v = s.guest.q[0].vector;
 	data = gbuf(&s, 16 * 512, 0, NULL);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, data, 512, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, data, 512, false), VIRTIO_GUEST_BLK_S_OK);
 	virtio_guest_irq_wait(&s.guest, v, 0);
 	base = s.guest.q[0].last_used;
 	virtio_guest_set_used_event(&s.guest, 0, base + 100);
 	submit_reads(&s, 0, r, 8, data);
-	CHECK_I(virtio_guest_wait_used(&s.guest, 0, base + 8, VIRTIO_GUEST_TIMEOUT_MS), 0);
-	CHECK_I(virtio_guest_irq_wait(&s.guest, v, QUIET_MS), 0);
+	CHECK_CALL(virtio_guest_wait_used(&s.guest, 0, base + 8, VIRTIO_GUEST_TIMEOUT_MS), 0);
+	CHECK_CALL(virtio_guest_irq_wait(&s.guest, v, QUIET_MS), 0);
 	take(&s, 0, 8);
 	virtio_guest_set_used_event(&s.guest, 0, base + 11);
 	submit_reads(&s, 0, r + 8, 8, data);
-	CHECK_I(virtio_guest_wait_used(&s.guest, 0, base + 16, VIRTIO_GUEST_TIMEOUT_MS), 0);
-	CHECK_I(irqs_settled(&s, v), 1);
+	CHECK_CALL(virtio_guest_wait_used(&s.guest, 0, base + 16, VIRTIO_GUEST_TIMEOUT_MS), 0);
+	CHECK_CALL(irqs_settled(&s, v), 1);
 	take(&s, 0, 8);
 	blk_stack_destroy(&s);
 }
@@ -662,12 +670,12 @@ static void test_batching(void)
 		up(&s, &(struct blk_stack_params){ .null_size = MiB },
 		   evidx ? ALL_FEATURES : ALL_FEATURES & ~BIT(VIRTIO_RING_F_EVENT_IDX));
 		data = gbuf(&s, 32 * 512, 0, NULL);
-		CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, data, 512, false),
+		CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 0, data, 512, false),
 			VIRTIO_GUEST_BLK_S_OK);
 		virtio_guest_irq_wait(&s.guest, s.guest.q[0].vector, 0);
 		before = stats(&s, 0);
 		submit_reads(&s, 0, r, 32, data);
-		CHECK_I(virtio_guest_wait_used(&s.guest, 0, 33, VIRTIO_GUEST_TIMEOUT_MS), 0);
+		CHECK_CALL(virtio_guest_wait_used(&s.guest, 0, 33, VIRTIO_GUEST_TIMEOUT_MS), 0);
 		irqs = irqs_settled(&s, s.guest.q[0].vector);
 		take(&s, 0, 32);
 		CHECK(evidx ? irqs == 1 : irqs >= 1 && irqs < 32, "event_idx %d: %d interrupts",
@@ -713,7 +721,7 @@ static void test_multiqueue(void)
 	for (q = 0; q < MQ_QUEUES; q++)
 		virtio_guest_kick(&s.guest, q);
 	for (q = 0; q < MQ_QUEUES; q++) {
-		CHECK_I(virtio_guest_wait_used(&s.guest, q, MQ_REQS, VIRTIO_GUEST_TIMEOUT_MS), 0);
+		CHECK_CALL(virtio_guest_wait_used(&s.guest, q, MQ_REQS, VIRTIO_GUEST_TIMEOUT_MS), 0);
 		CHECK(virtio_guest_irq_wait(&s.guest, s.guest.q[q].vector,
 					    VIRTIO_GUEST_TIMEOUT_MS) >= 1,
 		      "queue %u: no interrupt on its own vector", q);
@@ -745,7 +753,7 @@ static bool reset_in_flight(struct blk_stack *s, uint64_t data, uint8_t *p, unsi
 	unsigned i;
 	bool waited;
 
-	CHECK_I(virtio_guest_start(&s->guest, ALL_FEATURES, 1, 256), 0);
+	CHECK_CALL(virtio_guest_start(&s->guest, ALL_FEATURES, 1, 256), 0);
 	memset(p, 0xaa, len);
 	for (i = 0; i < RESET_REQS; i++) {
 		r[i] = (struct virtio_guest_blk_req){
@@ -755,7 +763,7 @@ static bool reset_in_flight(struct blk_stack *s, uint64_t data, uint8_t *p, unsi
 		virtio_guest_blk_submit(&s->guest, 0, &r[i], false, &r[i]);
 	}
 	virtio_guest_kick(&s->guest, 0);
-	CHECK_I(virtio_guest_reset(&s->guest), 0);
+	CHECK_CALL(virtio_guest_reset(&s->guest), 0);
 	waited = s->guest.reset_polls > 0;
 	memcpy(snap, p, len);
 	memcpy(snap + len, rings, 32 * KiB);
@@ -786,8 +794,8 @@ static void test_reset_in_flight(void)
 		waited += reset_in_flight(&s, data, p, round);
 	CHECK(waited >= 1, "no reset found I/O in flight in %u rounds", round);
 	printf("reset with I/O in flight: %u of %u rounds waited for the drain\n", waited, round);
-	CHECK_I(virtio_guest_start(&s.guest, ALL_FEATURES, 1, 256), 0);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 8, data, 4096, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(virtio_guest_start(&s.guest, ALL_FEATURES, 1, 256), 0);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 8, data, 4096, false), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(p[0] == pattern(8 * SECTOR, 8), "read after the resets");
 	blk_stack_destroy(&s);
 }
@@ -805,9 +813,9 @@ static void test_kick_by_exit_and_null(void)
 		3 * MiB / SECTOR);
 	gpa = gbuf(&s, 4096, 0xaa, &p);
 	s.guest.kick_by_exit = true;
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 16, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_IN, 16, gpa, 4096, false), VIRTIO_GUEST_BLK_S_OK);
 	CHECK(p[0] == 0 && p[4095] == 0, "null read gave %#x", p[0]);
-	CHECK_I(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 16, gpa, 4096, true), VIRTIO_GUEST_BLK_S_OK);
+	CHECK_CALL(req1(&s, 0, VIRTIO_GUEST_BLK_T_OUT, 16, gpa, 4096, true), VIRTIO_GUEST_BLK_S_OK);
 	CHECK_U(stats(&s, 0).kicks, 2);
 	blk_stack_destroy(&s);
 }
