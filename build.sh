@@ -77,8 +77,8 @@ archive() {
 	ar rcs "$a" $(for s in "$@"; do echo "$(dirname "$a")/${s%.c}.o"; done)
 }
 
-# build_variant OUTDIR CC "CFLAGS" "LDFLAGS": libvmm.a, libtest.a, vmm and
-# every test binary.
+# build_variant OUTDIR CC "CFLAGS" "LDFLAGS": libvmm.a, libtest.a, vmm,
+# every test binary and the helper programs of tests/qcow2.
 build_variant() {
 	local out=$1 cc=$2 flags=$3 ldflags=$4 srcs tsrcs t
 	mkdir -p "$out"
@@ -88,7 +88,7 @@ build_variant() {
 	archive "$out/libvmm.a" $srcs
 	archive "$out/libtest.a" $tsrcs
 	$cc $flags -o "$out/vmm" "$out/vmm.o" "$out/libvmm.a" $ldflags
-	for t in tests/unit/test_*.c tests/kvm/test_*.c; do
+	for t in tests/unit/test_*.c tests/kvm/test_*.c tests/qcow2/*.c; do
 		[ -e "$t" ] || continue
 		mkdir -p "$out/$(dirname "$t")"
 		echo "$cc $flags -o $out/${t%.c} $t $out/libtest.a $out/libvmm.a $ldflags"

@@ -90,6 +90,7 @@ static int blk_stack_block(struct blk_stack *s, const struct blk_stack_params *p
 	struct block_open_params bp = {
 		.path = p->path, .format = p->path ? p->format : BLOCK_FORMAT_NULL,
 		.readonly = p->readonly, .direct = p->direct, .size = p->null_size,
+		.l2_cache = p->l2_cache,
 	};
 
 	return block_open(&bp, &s->blk, s->err, sizeof(s->err));

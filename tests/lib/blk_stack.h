@@ -32,6 +32,7 @@
 struct blk_stack_params {
 	const char *path;		/* image, or NULL for format = null */
 	enum block_format format;	/* the image's format; default raw */
+	uint64_t l2_cache;		/* qcow2: bytes of L2 tables cached; 0: default */
 	uint64_t null_size;		/* format = null: bytes */
 	bool readonly;
 	bool direct;			/* cache = none */
