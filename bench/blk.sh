@@ -31,9 +31,9 @@
 #                        IMG=/var/tmp/vmm-bench-blk.img IMG_MB=1024
 #                        CG_REQS="2000 6000")
 #
-# Needs fio, qemu-utils, valgrind and python3 (fio's JSON); builds the
-# benchmark with ./build.sh bench. Results: bench/out/blk.md, raw lines in
-# bench/out/blk.txt.
+# Needs fio, qemu-utils, valgrind and python3 (fio's JSON), and the
+# benchmark built by ./build.sh bench (BLK=build/musl/bench/blk). Results:
+# bench/out/blk.md, raw lines in bench/out/blk.txt.
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 cd "$BENCH_REPO"
@@ -45,13 +45,15 @@ QUEUES=2
 IMG=${IMG:-/var/tmp/vmm-bench-blk.img}
 IMG_MB=${IMG_MB:-1024}
 CG_REQS=${CG_REQS:-"2000 6000"}
+BLK=${BLK:-build/musl/bench/blk}
 NULL_SIZE=$((IMG_MB * 1024 * 1024))
 O=$BENCH_OUT
 RAW=$O/blk.txt
 
 bench_need_pkgs fio qemu-utils valgrind python3
-./build.sh bench >/dev/null
-cp build/musl/bench/blk "$O/blk"
+[ -x "$BLK" ] || bench_skip "$BLK is not built (run ./build.sh bench)"
+# A copy: a rebuild during the run changes nothing.
+[ "$BLK" -ef "$O/blk" ] || cp "$BLK" "$O/blk"
 BLK=$O/blk
 
 # A file with real blocks (zeroes written, not a sparse file or unwritten
