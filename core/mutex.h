@@ -43,6 +43,14 @@ static inline void mutex_unlock(struct mutex *mu) RELEASE(mu) NO_THREAD_SAFETY_A
 	(void)err;
 }
 
+/* For callbacks whose caller holds mu (the analysis cannot follow function
+ * pointers): checks that someone holds it and tells the analysis we do. */
+static inline void mutex_assert_held(struct mutex *mu) ASSERT_CAPABILITY(mu)
+	NO_THREAD_SAFETY_ANALYSIS
+{
+	assert(pthread_mutex_trylock(&mu->m) != 0);
+}
+
 /* pthread_cond_wait on mu, which the caller holds before and after. */
 static inline void mutex_cond_wait(pthread_cond_t *cond, struct mutex *mu) REQUIRES(mu)
 	NO_THREAD_SAFETY_ANALYSIS

@@ -18,6 +18,7 @@
 #define ACQUIRE(...) TSA(acquire_capability(__VA_ARGS__))
 #define RELEASE(...) TSA(release_capability(__VA_ARGS__))
 #define EXCLUDES(...) TSA(locks_excluded(__VA_ARGS__))
+#define ASSERT_CAPABILITY(x) TSA(assert_capability(x))
 #define NO_THREAD_SAFETY_ANALYSIS TSA(no_thread_safety_analysis)
 
 #endif

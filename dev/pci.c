@@ -266,6 +266,8 @@ static void pci_cfg_read(struct pci_root *r, const struct pci_cfg_addr *a, void 
 		return;
 	}
 	mutex_lock(&d->lock);
+	if (d->ops->config_read)
+		d->ops->config_read(d, a->reg, len);
 	memcpy(data, d->cfg + a->reg, len);
 	mutex_unlock(&d->lock);
 }

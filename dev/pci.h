@@ -84,6 +84,11 @@ struct pci_dev_ops {
 	 * already stored the writable bits. Capabilities with side effects
 	 * (MSI-X enable and mask) act here. d->lock held, vCPU thread. */
 	void (*config_written)(struct pci_dev *d, unsigned off, unsigned len);
+	/* Optional. The guest is about to read [off, off+len) of config
+	 * space: capabilities whose bytes mirror device state (virtio's PCI
+	 * configuration access window) refresh d->cfg here. d->lock held,
+	 * vCPU thread. */
+	void (*config_read)(struct pci_dev *d, unsigned off, unsigned len);
 };
 
 /* Where a BAR sits on the MMIO bus; private to pci.c. */

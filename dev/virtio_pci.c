@@ -42,6 +42,12 @@
 #define VPCI_CAP_NOTIFY 2
 #define VPCI_CAP_ISR 3
 #define VPCI_CAP_DEVICE 4
+#define VPCI_CAP_PCI_CFG 5
+/* The PCI configuration access capability's fields, from its start. */
+#define VPCI_CFG_BAR 4
+#define VPCI_CFG_OFFSET 8
+#define VPCI_CFG_LENGTH 12
+#define VPCI_CFG_DATA 16
 
 #define VPCI_BAR_REGS 0
 #define VPCI_BAR_MSIX 1
@@ -73,6 +79,7 @@ struct virtio_pci {
 	atomic_uint isr;			/* read-to-clear interrupt status */
 	atomic_bool reset_complete;		/* set by reset_done, any thread */
 	atomic_bool broken;			/* NEEDS_RESET, any thread */
+	unsigned cfg_cap;			/* config offset of the PCI_CFG capability */
 };
 
 /* The common configuration structure's fields (virtio 1.x 4.1.4.3). */
@@ -365,15 +372,25 @@ static void vpci_regs_write(struct virtio_pci *vp, uint64_t off, const void *dat
 		vpci_kick(vp, off);
 }
 
+static void vpci_access(struct virtio_pci *vp, unsigned bar, uint64_t off, void *data,
+			unsigned len, bool write) REQUIRES(vp->pci.lock)
+{
+	if (bar == VPCI_BAR_REGS && write)
+		vpci_regs_write(vp, off, data, len);
+	else if (bar == VPCI_BAR_REGS)
+		vpci_regs_read(vp, off, data, len);
+	else if (write)
+		msix_table_write(&vp->msix, off, data, len);
+	else
+		msix_table_read(&vp->msix, off, data, len);
+}
+
 static void vpci_bar_read(struct pci_dev *d, unsigned bar, uint64_t off, void *data, unsigned len)
 {
 	struct virtio_pci *vp = container_of(d, struct virtio_pci, pci);
 
 	mutex_lock(&vp->pci.lock);
-	if (bar == VPCI_BAR_REGS)
-		vpci_regs_read(vp, off, data, len);
-	else
-		msix_table_read(&vp->msix, off, data, len);
+	vpci_access(vp, bar, off, data, len, false);
 	mutex_unlock(&vp->pci.lock);
 }
 
@@ -383,10 +400,7 @@ static void vpci_bar_write(struct pci_dev *d, unsigned bar, uint64_t off, const 
 	struct virtio_pci *vp = container_of(d, struct virtio_pci, pci);
 
 	mutex_lock(&vp->pci.lock);
-	if (bar == VPCI_BAR_REGS)
-		vpci_regs_write(vp, off, data, len);
-	else
-		msix_table_write(&vp->msix, off, data, len);
+	vpci_access(vp, bar, off, (void *)data, len, true);
 	mutex_unlock(&vp->pci.lock);
 }
 
@@ -414,9 +428,47 @@ static void vpci_bar_moved(struct pci_dev *d, unsigned bar, uint64_t old_gpa, ui
 	}
 }
 
+static bool vpci_overlaps(unsigned off, unsigned len, unsigned start, unsigned n)
+{
+	return off < start + n && start < off + len;
+}
+
+/*
+ * The PCI configuration access capability (virtio 1.x 4.1.4.9): a read or
+ * write of its data window accesses `length` (1, 2 or 4) bytes at `offset`
+ * of BAR `bar`, for drivers that cannot map the BARs.
+ */
+static void vpci_cfg_window(struct virtio_pci *vp, bool write) REQUIRES(vp->pci.lock)
+{
+	uint8_t *cap = vp->pci.cfg + vp->cfg_cap;
+	uint32_t off, len;
+
+	memcpy(&off, cap + VPCI_CFG_OFFSET, 4);
+	memcpy(&len, cap + VPCI_CFG_LENGTH, 4);
+	if ((len != 1 && len != 2 && len != 4) || off % len ||
+	    cap[VPCI_CFG_BAR] > VPCI_BAR_MSIX ||
+	    off + len > vp->pci.bar_size[cap[VPCI_CFG_BAR]])
+		return;
+	vpci_access(vp, cap[VPCI_CFG_BAR], off, cap + VPCI_CFG_DATA, len, write);
+}
+
+static void vpci_config_read(struct pci_dev *d, unsigned off, unsigned len)
+{
+	struct virtio_pci *vp = container_of(d, struct virtio_pci, pci);
+
+	mutex_assert_held(&vp->pci.lock);
+	if (vpci_overlaps(off, len, vp->cfg_cap + VPCI_CFG_DATA, 4))
+		vpci_cfg_window(vp, false);
+}
+
 static void vpci_config_written(struct pci_dev *d, unsigned off, unsigned len)
 {
-	msix_config_written(&container_of(d, struct virtio_pci, pci)->msix, off, len);
+	struct virtio_pci *vp = container_of(d, struct virtio_pci, pci);
+
+	mutex_assert_held(&vp->pci.lock);
+	msix_config_written(&vp->msix, off, len);
+	if (vpci_overlaps(off, len, vp->cfg_cap + VPCI_CFG_DATA, 4))
+		vpci_cfg_window(vp, true);
 }
 
 static const struct pci_dev_ops vpci_pci_ops = {
@@ -424,6 +476,7 @@ static const struct pci_dev_ops vpci_pci_ops = {
 	.bar_write = vpci_bar_write,
 	.bar_moved = vpci_bar_moved,
 	.config_written = vpci_config_written,
+	.config_read = vpci_config_read,
 };
 
 static void vpci_notify(struct virtio_transport *t, uint16_t vector)
@@ -462,7 +515,8 @@ static int vpci_add_cap(struct virtio_pci *vp, uint8_t type, uint8_t bar, uint32
 {
 	/* struct virtio_pci_cap after cap_vndr/cap_next, plus the notify
 	 * multiplier for the notify capability. */
-	uint8_t body[18] = { type == VPCI_CAP_NOTIFY ? 20 : 16, type, bar };
+	uint8_t body[18] = { type == VPCI_CAP_NOTIFY || type == VPCI_CAP_PCI_CFG ? 20 : 16, type,
+			     bar };
 
 	memcpy(body + 6, &off, 4);
 	memcpy(body + 10, &len, 4);
@@ -472,6 +526,19 @@ static int vpci_add_cap(struct virtio_pci *vp, uint8_t type, uint8_t bar, uint32
 		memcpy(body + 14, &mult, 4);
 	}
 	return pci_cap_add(&vp->pci, VPCI_CAP_VENDOR, body, body[0] - 2u);
+}
+
+/* The driver picks bar, offset and length, and reads or writes the data. */
+static int vpci_add_cfg_cap(struct virtio_pci *vp)
+{
+	int off = vpci_add_cap(vp, VPCI_CAP_PCI_CFG, 0, 0, 0);
+
+	if (off < 0)
+		return off;
+	vp->cfg_cap = (unsigned)off;
+	vp->pci.wmask[off + VPCI_CFG_BAR] = 0xff;
+	memset(vp->pci.wmask + off + VPCI_CFG_OFFSET, 0xff, 12);
+	return 0;
 }
 
 static uint64_t vpci_pow2(uint64_t v)
@@ -505,6 +572,8 @@ static int vpci_init_function(struct virtio_pci *vp)
 	if (ret >= 0)
 		ret = vpci_add_cap(vp, VPCI_CAP_NOTIFY, VPCI_BAR_REGS, VPCI_NOTIFY,
 				   d->num_queues * VPCI_NOTIFY_MULT);
+	if (ret >= 0)
+		ret = vpci_add_cfg_cap(vp);
 	if (ret >= 0)
 		ret = msix_init(&vp->msix, &vp->pci, n_vec, VPCI_BAR_MSIX, 0);
 	return ret < 0 ? ret : 0;

@@ -264,6 +264,46 @@ static void test_negotiation(void)
 	blk_stack_destroy(&s);
 }
 
+/* Config space offset of the first virtio vendor capability of cfg_type. */
+static unsigned find_virtio_cap(struct virtio_guest *g, unsigned cfg_type)
+{
+	for (unsigned off = virtio_guest_pci_read(g, 0x34, 1); off;
+	     off = virtio_guest_pci_read(g, off + 1, 1))
+		if (virtio_guest_pci_read(g, off, 1) == 0x09 &&
+		    virtio_guest_pci_read(g, off + 3, 1) == cfg_type)
+			return off;
+	return 0;
+}
+
+/* The PCI configuration access capability reaches BAR 0 through config
+ * space: reads and writes of 1, 2 and 4 bytes; other lengths do nothing. */
+static void test_pci_cfg_window(void)
+{
+	struct blk_stack s;
+	struct virtio_guest *g = &s.guest;
+	unsigned cap;
+
+	make_file(path_of("cfgwin.img"), FILE_SIZE, 1);
+	up(&s, &(struct blk_stack_params){ .path = path_of("cfgwin.img") }, ALL_FEATURES);
+	cap = find_virtio_cap(g, 5);
+	CHECK(cap != 0, "no VIRTIO_PCI_CAP_PCI_CFG capability");
+	CHECK_U(virtio_guest_pci_read(g, cap + 2, 1), 20);
+	virtio_guest_pci_write(g, cap + 4, 0, 1);
+	virtio_guest_pci_write(g, cap + 8, VIRTIO_GUEST_DEVICE_STATUS, 4);
+	virtio_guest_pci_write(g, cap + 12, 1, 4);
+	CHECK_U(virtio_guest_pci_read(g, cap + 16, 1), virtio_guest_status(g));
+	virtio_guest_pci_write(g, cap + 8, 0x2000, 4);	/* device config: capacity */
+	virtio_guest_pci_write(g, cap + 12, 4, 4);
+	CHECK_U(virtio_guest_pci_read(g, cap + 16, 4), FILE_SIZE / 512);
+	virtio_guest_pci_write(g, cap + 8, VIRTIO_GUEST_DEVICE_FEATURE_SELECT, 4);
+	virtio_guest_pci_write(g, cap + 16, 1, 4);
+	CHECK_U(virtio_guest_common_read(g, VIRTIO_GUEST_DEVICE_FEATURE_SELECT, 4), 1);
+	virtio_guest_pci_write(g, cap + 12, 3, 4);
+	virtio_guest_pci_write(g, cap + 16, 0, 4);
+	CHECK_U(virtio_guest_common_read(g, VIRTIO_GUEST_DEVICE_FEATURE_SELECT, 4), 1);
+	blk_stack_destroy(&s);
+}
+
 /* IN across three unaligned segments, direct and indirect; OUT checked in
  * the file; used lengths and byte counters. */
 static void test_read_write(void)
@@ -886,6 +926,7 @@ int main(void)
 		return 1;
 	}
 	test_negotiation();
+	test_pci_cfg_window();
 	test_read_write();
 	test_get_id();
 	test_discard_write_zeroes();
