@@ -8,6 +8,13 @@
 #   raw randread    a raw file under /var/tmp, cache = none (O_DIRECT)
 #   raw randwrite   the same file
 #   null randread   format = null: no I/O at all, the VMM's own cost
+# Ours runs two ways. ours-tN: one driver thread plays the guest for both
+# queues and each batch crosses to an IOThread and back (two cross-CPU
+# wakeups when they sit on different CPUs). ours-cN (blk -C, raw and null
+# randread only): colocated, one driver per IOThread running in it for the
+# queues it serves, IOThreads pinned to CPUs 0 and 1: no thread hop, so
+# c2 / c1 is how the device path scales with IOThreads when each is
+# CPU-bound (c1: one IOThread serves both queues; c2: one each).
 # Peers: fio --ioengine=io_uring --direct=1 (null: --ioengine=null) with 2
 # jobs at DEPTH each; `qemu-img bench -i io_uring -t none` (null: the
 # null-co driver with read-zeroes) at depth 2 x DEPTH, as many requests as
@@ -19,7 +26,11 @@
 # (IOThreads, io_uring workers), without the driver playing the guest,
 # whose CPU per request is shown apart; peers: the whole process (user +
 # sys), which does both sides of the work. Ratios: ours (1 IOThread) over
-# fio and over qemu-img, and 2 IOThreads over 1.
+# fio and over qemu-img, 2 IOThreads over 1, colocated 1 over the driver
+# thread's 1, colocated 2 over colocated 1. A second table gives ours'
+# evidence (CPU use of the VMM and of the driver, the device's kicks and
+# interrupts per request, sleeps per request, preemptions per second), a
+# third the issue's targets against the measured ratios.
 #
 # Then callgrind: instructions per request on our path, with the device's
 # loop run on the driver's thread (blk -i; valgrind 3.19 deadlocks when a
@@ -66,15 +77,18 @@ fi
 # cpu_of FILE: user+sys seconds that bash's `time` wrote to FILE.
 cpu_of() { awk '{ print $1 + $2 }' "$1"; }
 
-# ours WORKLOAD IOTHREADS ARGS...: appends "WORKLOAD ours-tN iops p50 p99 cpu driver".
+# ours WORKLOAD IOTHREADS [-C] ARGS...: appends "WORKLOAD ours-tN iops p50
+# p99 cpu driver vmm% driver% kicks irqs sleeps preempt" (ours-cN with -C).
 ours() {
-	local w=$1 t=$2 line
+	local w=$1 t=$2 r=ours-t$2 line
 	shift 2
+	[ "$1" = -C ] && r=ours-c$t
 	line=$("$BLK" -q $QUEUES -t "$t" -d "$DEPTH" -s "$SECS" "$@")
-	echo "$line" | awk -v w="$w" -v r="ours-t$t" '{
+	echo "$line" | awk -v w="$w" -v r="$r" '{
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		print w, r, v["iops"], v["p50_us"], v["p99_us"], v["vmm_cpu_us_per_req"],
-		      v["driver_cpu_us_per_req"] }' >>"$RAW"
+		      v["driver_cpu_us_per_req"], v["vmm_cpu_pct"], v["driver_cpu_pct"],
+		      v["kicks_per_req"], v["irqs_per_req"], v["sleeps_per_req"], v["preempt_per_s"] }' >>"$RAW"
 	echo "$line" | sed -n 's/.* iops=\([0-9]*\).*/\1/p'
 }
 
@@ -112,6 +126,8 @@ round() {
 	fio_run raw-randread --ioengine=io_uring --direct=1 --filename="$IMG" --rw=randread
 	qemu_img raw-randread $((n * SECS)) -f raw -i io_uring -t none "$IMG"
 	ours raw-randread 2 -f "$IMG" -c >/dev/null
+	ours raw-randread 1 -C -f "$IMG" -c >/dev/null
+	ours raw-randread 2 -C -f "$IMG" -c >/dev/null
 	n=$(ours raw-randwrite 1 -f "$IMG" -c -w)
 	fio_run raw-randwrite --ioengine=io_uring --direct=1 --filename="$IMG" --rw=randwrite
 	qemu_img raw-randwrite $((n * SECS)) -w -f raw -i io_uring -t none "$IMG"
@@ -121,30 +137,82 @@ round() {
 	qemu_img null-randread $((n * SECS)) --image-opts \
 		"driver=null-co,size=$NULL_SIZE,read-zeroes=on"
 	ours null-randread 2 -n "$NULL_SIZE" >/dev/null
+	ours null-randread 1 -C -n "$NULL_SIZE" >/dev/null
+	ours null-randread 2 -C -n "$NULL_SIZE" >/dev/null
 }
 
-# Median of column COL (3..7) for WORKLOAD RUNNER.
+# The runners of WORKLOAD, in table order.
+runners() {
+	case $1 in
+	raw-randread | null-randread) echo ours-t1 ours-t2 ours-c1 ours-c2 fio qemu-img ;;
+	*) echo ours-t1 ours-t2 fio qemu-img ;;
+	esac
+}
+
+# Median of column COL (3..13) for WORKLOAD RUNNER.
 med() {
 	awk -v w="$1" -v r="$2" -v c="$3" '$1 == w && $2 == r { print $c }' "$RAW" |
 		sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
 }
 
+# ratio WORKLOAD COL RUNNER_A RUNNER_B: the medians' ratio.
+ratio() { bench_ratio "$(med "$1" "$3" "$2")" "$(med "$1" "$4" "$2")"; }
+
 table() {
-	local w r i f q i1
+	local w r ir cr
 	echo "| workload | runner | IOPS | p50 µs | p99 µs | CPU µs/req | guest driver µs/req | IOPS ratio | CPU ratio |"
 	echo "|---|---|---|---|---|---|---|---|---|"
 	for w in raw-randread raw-randwrite null-randread; do
-		i1=$(med "$w" ours-t1 3) f=$(med "$w" fio 3) q=$(med "$w" qemu-img 3)
-		for r in ours-t1 ours-t2 fio qemu-img; do
-			i=$(med "$w" $r 3)
+		for r in $(runners $w); do
 			case $r in
-			ours-t1) ratio="ours/fio $(bench_ratio "$i" "$f"), ours/qemu-img $(bench_ratio "$i" "$q")"
-				cpu="ours/fio $(bench_ratio "$(med "$w" $r 6)" "$(med "$w" fio 6)")" ;;
-			ours-t2) ratio="2 IOThreads / 1: $(bench_ratio "$i" "$i1")"
-				cpu="2 / 1: $(bench_ratio "$(med "$w" $r 6)" "$(med "$w" ours-t1 6)")" ;;
-			*) ratio=- cpu=- ;;
+			ours-t1) ir="ours/fio $(ratio $w 3 $r fio), ours/qemu-img $(ratio $w 3 $r qemu-img)"
+				cr="ours/fio $(ratio $w 6 $r fio), ours/qemu-img $(ratio $w 6 $r qemu-img)" ;;
+			ours-t2) ir="2 IOThreads / 1: $(ratio $w 3 $r ours-t1)"
+				cr="2 / 1: $(ratio $w 6 $r ours-t1)" ;;
+			ours-c1) ir="colocated / driver thread (1 IOThread): $(ratio $w 3 $r ours-t1)"
+				cr="c1 / t1: $(ratio $w 6 $r ours-t1)" ;;
+			ours-c2) ir="colocated 2 IOThreads / 1: $(ratio $w 3 $r ours-c1)"
+				cr="c2 / c1: $(ratio $w 6 $r ours-c1)" ;;
+			*) ir=- cr=- ;;
 			esac
-			echo "| $w | $r | $i | $(med "$w" $r 4) | $(med "$w" $r 5) | $(med "$w" $r 6) | $(med "$w" $r 7) | $ratio | $cpu |"
+			echo "| $w | $r | $(med $w $r 3) | $(med $w $r 4) | $(med $w $r 5) | $(med $w $r 6) | $(med $w $r 7) | $ir | $cr |"
+		done
+	done
+}
+
+# Ours' evidence: where the CPU went and how often threads slept and woke.
+evidence() {
+	local w r c
+	echo "| workload | runner | VMM CPU % of one CPU | driver CPU % | kicks/req | interrupts/req | sleeps/req | preemptions/s |"
+	echo "|---|---|---|---|---|---|---|---|"
+	for w in raw-randread raw-randwrite null-randread; do
+		for r in $(runners $w); do
+			[[ $r == ours-* ]] || continue
+			printf '| %s | %s |' "$w" "$r"
+			for c in 8 9 10 11 12 13; do printf ' %s |' "$(med $w $r $c)"; done
+			echo
+		done
+	done
+}
+
+# meets VALUE OP BOUND: "yes" or "no" (OP: ge or lt).
+meets() { awk -v v="$1" -v op="$2" -v b="$3" 'BEGIN { ok = op == "ge" ? v >= b : v < b; print (ok ? "yes" : "no") }'; }
+
+# The issue's targets against the medians.
+targets() {
+	local w r v
+	echo "| target | measured | met |"
+	echo "|---|---|---|"
+	for w in raw-randread raw-randwrite; do
+		v=$(ratio $w 3 ours-t1 fio)
+		echo "| $w: ours (1 IOThread) ≥ 0.95 × fio IOPS | $v | $(meets "$v" ge 0.95) |"
+	done
+	v=$(ratio null-randread 6 ours-t1 qemu-img)
+	echo "| null: our CPU/request < qemu-img null-co's | ours/qemu-img $v | $(meets "$v" lt 1) |"
+	for r in t c; do
+		for w in null-randread raw-randread; do
+			v=$(ratio $w 3 ours-${r}2 ours-${r}1)
+			echo "| $w, $([ $r = t ] && echo driver thread || echo colocated): 2 IOThreads ≥ 1.8 × 1 | $v | $(meets "$v" ge 1.8) |"
 		done
 	done
 }
@@ -173,8 +241,13 @@ for r in $(seq "$ROUNDS"); do
 	echo "round $r of $ROUNDS" >&2
 	round
 done
+echo "# load average after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 {
 	table
+	echo
+	evidence
+	echo
+	targets
 	echo
 	echo "| callgrind, $DEPTH deep, 1 queue | instructions/request: device (loop_run_once) | guest driver |"
 	echo "|---|---|---|"

@@ -31,7 +31,8 @@ static void blk_stack_disk(struct blk_stack *s, const struct blk_stack_params *p
 /* One IOThread, or with inline_loops one loop of the calling thread. */
 static int blk_stack_loop(struct blk_stack *s, unsigned i, const struct blk_stack_params *p)
 {
-	struct iothread_config cfg = { .name = "", .poll_max_ns = p->poll_max_ns };
+	struct iothread_config cfg = { .name = "", .poll_max_ns = p->poll_max_ns,
+				       .n_cpus = p->pin_iothreads ? 1 : 0, .cpus = { i } };
 	int ret;
 
 	snprintf(cfg.name, sizeof(cfg.name), "io%u", i);

@@ -7,7 +7,8 @@
  * (virtio_guest.h) probed on it, ready for virtio_guest_start.
  *
  * Threads: create and destroy on one thread, which must be registered
- * with RCU; afterwards one thread at a time drives s->guest.
+ * with RCU; afterwards one thread at a time drives s->guest, or one
+ * thread per queue (see virtio_guest.h).
  */
 #ifndef TESTS_LIB_BLK_STACK_H
 #define TESTS_LIB_BLK_STACK_H
@@ -42,6 +43,7 @@ struct blk_stack_params {
 	const char *serial;		/* default "" */
 	uint64_t ram;			/* default BLK_STACK_RAM */
 	uint64_t poll_max_ns;		/* the IOThreads' busy-poll window; default 0 */
+	bool pin_iothreads;		/* IOThread i on CPU i, which must be online */
 	/* No IOThreads: n_iothreads loops owned by the calling thread, run
 	 * by the driver whenever it waits (virtio_guest.idle) or by the
 	 * caller with blk_stack_pump. For valgrind, whose 3.19 deadlocks

@@ -6,7 +6,11 @@
  * free list, kick and interrupt suppression with full barriers between the
  * index store and the event load (the pairs are the device's virtq.c).
  *
- * Threads: one driving thread per struct virtio_guest, RCU-registered.
+ * Threads: one driving thread per struct virtio_guest, RCU-registered, or
+ * one per queue once started (see virtio_guest.h): a queue's calls touch
+ * only its own struct virtio_guest_queue, the immutable probe results and
+ * features, the platform's tables (under their mutex) and the heap
+ * pointer (compare-and-swap).
  * The rings are shared with the device's IOThreads: indices are published
  * with release stores and read with acquire loads; everything else in a
  * chain is written before its avail index is published.
@@ -139,13 +143,18 @@ static void virtio_guest_add_status(struct virtio_guest *g, uint8_t bits)
 
 /* Guest RAM. */
 
+/* Lock-free: drivers of different queues may allocate at once (a
+ * request's first submit allocates its header). */
 uint64_t virtio_guest_alloc(struct virtio_guest *g, uint64_t size, uint64_t align)
 {
-	uint64_t gpa = ALIGN_UP(g->heap, align);
+	uint64_t old = __atomic_load_n(&g->heap, __ATOMIC_RELAXED), gpa;
 
-	if (gpa > g->heap_end || g->heap_end - gpa < size)
-		return 0;
-	g->heap = gpa + size;
+	do {
+		gpa = ALIGN_UP(old, align);
+		if (gpa > g->heap_end || g->heap_end - gpa < size)
+			return 0;
+	} while (!__atomic_compare_exchange_n(&g->heap, &old, gpa + size, true, __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
 	return gpa;
 }
 

@@ -20,6 +20,13 @@
  *
  * Threads: one thread drives a struct virtio_guest (the "vCPU"); it must
  * be registered with RCU (bus accesses). Devices run on their own threads.
+ * Once virtio_guest_start has returned, the queues may instead be driven
+ * from several threads at once, one thread per queue (vCPUs each with
+ * their own queue): the per-queue calls (add, kick, notify, get,
+ * used_idx, wait_used, set_used_event, set_avail_flags, irq_wait for the
+ * queue's own vector, the blk_* requests on that queue) and alloc, hva
+ * and irq_fd are safe together. Probe, start, reset, destroy and register
+ * accesses need the driver to be alone again.
  * Every wait is bounded, so a hung device fails a test instead of hanging it.
  */
 #ifndef TESTS_LIB_VIRTIO_GUEST_H
@@ -136,7 +143,7 @@ struct virtio_guest_queue {
 	uint16_t last_used;
 	uint64_t notify;			/* doorbell gpa */
 	uint16_t vector;
-};
+} __attribute__((aligned(64)));		/* queues driven by different threads share no line */
 
 struct virtio_guest_params {
 	struct mem_map *mem;
