@@ -38,7 +38,7 @@
 # share is everything inside loop_run_once, the driver's the rest; the
 # slope between two request counts removes the setup.
 #
-#   bench/blk.sh        (environment: SECS=5 ROUNDS=3 DEPTH=16
+#   bench/blk.sh        (environment: SECS=4 ROUNDS=3 DEPTH=16
 #                        IMG=/var/tmp/vmm-bench-blk.img IMG_MB=1024
 #                        CG_REQS="2000 6000")
 #
@@ -49,7 +49,7 @@ set -euo pipefail
 . "$(dirname "$0")/common.sh"
 cd "$BENCH_REPO"
 
-SECS=${SECS:-5}
+SECS=${SECS:-4}
 ROUNDS=${ROUNDS:-3}
 DEPTH=${DEPTH:-16}
 QUEUES=2
@@ -149,6 +149,28 @@ runners() {
 	esac
 }
 
+# cpu_now VAR: sets VAR to "BUSY STEAL CHILDREN WALL" seconds: every
+# CPU's busy and stolen time since boot (/proc/stat), the CPU time of this
+# shell's finished children (everything the benchmark ran; `times` must run
+# in this shell, a subshell has no children yet), the clock.
+cpu_now() {
+	times >"$O/blk-times.txt"
+	printf -v "$1" '%s' "$(awk -v hz="$(getconf CLK_TCK)" -v wall="$(date +%s.%N)" \
+		-v ch="$(sed -n 2p "$O/blk-times.txt")" '/^cpu / {
+		split(ch, t, /[ms ]+/)
+		printf "%.2f %.2f %.2f %s\n", ($2 + $3 + $4 + $7 + $8) / hz, $9 / hz,
+			t[1] * 60 + t[2] + t[3] * 60 + t[4], wall }' /proc/stat)"
+}
+
+# other_load BEFORE AFTER: what ran besides the benchmark in between, as
+# CPUs in use on average (busy time minus ours over the wall time), and
+# the time the hypervisor stole.
+other_load() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); w = y[4] - x[4]
+		printf "other processes %.2f CPUs, stolen %.2f CPUs", ((y[1] - x[1]) - (y[3] - x[3])) / w,
+			(y[2] - x[2]) / w }'
+}
+
 # Median of column COL (3..13) for WORKLOAD RUNNER.
 med() {
 	awk -v w="$1" -v r="$2" -v c="$3" '$1 == w && $2 == r { print $c }' "$RAW" |
@@ -235,14 +257,22 @@ callgrind_ir() {
 }
 
 : >"$RAW"
-echo "# $(bench_machine)"
-echo "# $ROUNDS rounds of ${SECS} s per runner, depth $DEPTH x $QUEUES queues, 4 KiB; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+head="$(date -u '+%F %H:%M UTC'); $(bench_machine)
+$ROUNDS rounds of ${SECS} s per runner, depth $DEPTH x $QUEUES queues, 4 KiB; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$head" >&2
+loads=() c0= c1=
 for r in $(seq "$ROUNDS"); do
 	echo "round $r of $ROUNDS" >&2
+	cpu_now c0
 	round
+	cpu_now c1
+	loads+=("round $r: $(other_load "$c0" "$c1")")
+	echo "${loads[-1]}" >&2
 done
-echo "# load average after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 {
+	echo "$head; after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)."
+	echo "Besides the benchmark, on average: $(IFS=';'; echo "${loads[*]}" | sed 's/;/; /g')."
+	echo
 	table
 	echo
 	evidence
@@ -253,4 +283,6 @@ echo "# load average after the rounds: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "|---|---|---|"
 	echo "| null randread | $(callgrind_ir -n "$NULL_SIZE" | sed 's/ / | /') |"
 	echo "| raw randread, cache = none | $(callgrind_ir -f "$IMG" -c | sed 's/ / | /') |"
+	echo
+	echo "Whole script: $SECONDS s; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } | tee "$O/blk.md"
