@@ -22,8 +22,8 @@
  *            ioeventfds, interrupts through the irqfds); only the thread
  *            hop is gone, so IOTHREADS 1 vs 2 shows how the device path
  *            scales with IOThreads when each is CPU-bound. IOThread i is
- *            pinned to CPU i when there are that many online CPUs. The
- *            main thread only keeps time.
+ *            pinned to CPU FIRST_CPU + i (-P, default 0) when that many
+ *            CPUs are online. The main thread only keeps time.
  *
  * Reported, over the measured period (after a warm-up):
  *   iops                 completed requests per second
@@ -48,13 +48,13 @@
  *                        the CPU
  *
  *   blk [-f FILE [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] [-d DEPTH]
- *       [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] [-i | -C]
+ *       [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] [-i | -C [-P FIRST_CPU]]
  *
  * -c opens FILE with cache = none (O_DIRECT); -n uses format = null; -r
  * runs a fixed number of requests with no warm-up; -i runs the device's
  * loops on the driver's thread instead of IOThreads (for callgrind: the
  * device's share is what runs inside loop_run_once); -C (above) goes with
- * neither -i nor -r. One line of key=value pairs goes to stdout. Exit 0,
+ * neither -i nor -r, -P only with -C. One line of key=value pairs goes to stdout. Exit 0,
  * 1 on an error or a request that failed, 77 when io_uring is unavailable.
  */
 #include <errno.h>
@@ -88,6 +88,7 @@ struct bench_opts {
 	uint64_t requests;		/* 0: run for `seconds` */
 	uint64_t poll_ns;
 	bool inline_loops, colocated;
+	unsigned first_cpu;
 };
 
 struct bench_slot {
@@ -153,7 +154,8 @@ static enum bench_phase bench_phase_now(struct bench *b)
 static void bench_usage(void)
 {
 	fprintf(stderr, "usage: blk [-f FILE [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] "
-			"[-d DEPTH] [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] [-i | -C]\n");
+			"[-d DEPTH] [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] "
+			"[-i | -C [-P FIRST_CPU]]\n");
 	exit(2);
 }
 
@@ -163,7 +165,7 @@ static void bench_parse(struct bench_opts *o, int argc, char **argv)
 
 	*o = (struct bench_opts){ .queues = 1, .iothreads = 1, .depth = 16, .bs = 4096,
 				  .seconds = 5 };
-	while ((c = getopt(argc, argv, "f:cn:wq:t:d:b:s:r:p:iC")) != -1) {
+	while ((c = getopt(argc, argv, "f:cn:wq:t:d:b:s:r:p:iCP:")) != -1) {
 		switch (c) {
 		case 'f': o->path = optarg; break;
 		case 'c': o->direct = true; break;
@@ -178,14 +180,22 @@ static void bench_parse(struct bench_opts *o, int argc, char **argv)
 		case 'p': o->poll_ns = strtoull(optarg, NULL, 0); break;
 		case 'i': o->inline_loops = true; break;
 		case 'C': o->colocated = true; break;
+		case 'P': o->first_cpu = (unsigned)atoi(optarg); break;
 		default: bench_usage();
 		}
 	}
 	if (!o->path == !o->null_size || !o->queues || o->queues > VIRTIO_GUEST_MAX_QUEUES ||
 	    !o->iothreads || o->iothreads > o->queues || !o->depth ||
 	    o->depth > BENCH_QSIZE / 2 || o->bs % 512 || !o->bs ||
-	    (o->colocated && (o->inline_loops || o->requests)))
+	    (o->colocated && (o->inline_loops || o->requests)) || (!o->colocated && o->first_cpu))
 		bench_usage();
+}
+
+/* Colocated IOThreads are pinned when there are CPUs for them all. */
+static bool bench_pinned(const struct bench_opts *o)
+{
+	return o->colocated &&
+	       o->first_cpu + o->iothreads <= (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 }
 
 static void bench_setup(struct bench *b)
@@ -195,8 +205,7 @@ static void bench_setup(struct bench *b)
 		.num_queues = b->o.queues, .n_iothreads = b->o.iothreads,
 		.queue_size = BENCH_QSIZE, .poll_max_ns = b->o.poll_ns,
 		.inline_loops = b->o.inline_loops,
-		.pin_iothreads = b->o.colocated &&
-				 b->o.iothreads <= (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+		.pin_iothreads = bench_pinned(&b->o), .pin_first_cpu = b->o.first_cpu,
 	};
 	int ret = blk_stack_create(&b->s, &p);
 
@@ -561,13 +570,14 @@ static void bench_report(const struct bench *b)
 	double sleeps = b->self1.ru_nvcsw - b->self0.ru_nvcsw;
 	double preempt = b->self1.ru_nivcsw - b->self0.ru_nivcsw;
 
-	printf("blk mode=%s backend=%s cache=%s rw=%s queues=%u iothreads=%u depth=%u bs=%u "
+	printf("blk mode=%s pinned=%s backend=%s cache=%s rw=%s queues=%u iothreads=%u depth=%u bs=%u "
 	       "requests=%llu seconds=%.3f iops=%.0f p50_us=%.1f p99_us=%.1f "
 	       "vmm_cpu_us_per_req=%.3f driver_cpu_us_per_req=%.3f vmm_cpu_pct=%.1f "
 	       "driver_cpu_pct=%.1f kicks_per_req=%.3f irqs_per_req=%.3f sleeps_per_req=%.4f "
 	       "preempt_per_s=%.0f "
 	       "errors=%llu\n",
-	       b->o.colocated ? "colocated" : "main", b->o.path ? "raw" : "null",
+	       b->o.colocated ? "colocated" : "main", bench_pinned(&b->o) ? "yes" : "no",
+	       b->o.path ? "raw" : "null",
 	       b->o.direct ? "none" : "writeback", b->o.write ? "randwrite" : "randread",
 	       b->o.queues, b->o.iothreads, b->o.depth, b->o.bs, (unsigned long long)t->done,
 	       secs, t->done / secs, bench_pct(t, 50), bench_pct(t, 99), vmm / n, driver / n,

@@ -15,6 +15,10 @@
 # queues it serves, IOThreads pinned to CPUs 0 and 1: no thread hop, so
 # c2 / c1 is how the device path scales with IOThreads when each is
 # CPU-bound (c1: one IOThread serves both queues; c2: one each).
+# The control for that ratio (null only): procs-1 is one such process with
+# one queue and one IOThread on CPU 0, procs-2 two of them at once on CPUs
+# 0 and 1, which share nothing but the machine: procs-2 / procs-1 is what
+# two CPU-bound copies of the path can reach here at all.
 # Peers: fio --ioengine=io_uring --direct=1 (null: --ioengine=null) with 2
 # jobs at DEPTH each; `qemu-img bench -i io_uring -t none` (null: the
 # null-co driver with read-zeroes) at depth 2 x DEPTH, as many requests as
@@ -139,12 +143,36 @@ round() {
 	ours null-randread 2 -n "$NULL_SIZE" >/dev/null
 	ours null-randread 1 -C -n "$NULL_SIZE" >/dev/null
 	ours null-randread 2 -C -n "$NULL_SIZE" >/dev/null
+	procs null-randread 1 -n "$NULL_SIZE"
+	procs null-randread 2 -n "$NULL_SIZE"
+}
+
+# procs WORKLOAD N ARGS...: N colocated single-queue processes at once, on
+# CPUs 0..N-1; appends "WORKLOAD procs-N" with the IOPS summed, the CPU
+# per request over all, the CPU percentages and preemptions summed.
+procs() {
+	local w=$1 n=$2 i pids=()
+	shift 2
+	for ((i = 0; i < n; i++)); do
+		"$BLK" -q 1 -t 1 -C -P "$i" -d "$DEPTH" -s "$SECS" "$@" >"$O/blk-proc$i.txt" &
+		pids+=($!)
+	done
+	wait "${pids[@]}"
+	for ((i = 0; i < n; i++)); do cat "$O/blk-proc$i.txt"; done |
+		awk -v w="$w" -v r="procs-$n" '{
+			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+			iops += v["iops"]; vmm += v["vmm_cpu_us_per_req"] * v["iops"]
+			drv += v["driver_cpu_us_per_req"] * v["iops"]; vp += v["vmm_cpu_pct"]
+			dp += v["driver_cpu_pct"]; pre += v["preempt_per_s"] }
+		END { printf "%s %s %.0f - - %.3f %.3f %.1f %.1f - - - %.0f\n", w, r, iops,
+			vmm / iops, drv / iops, vp, dp, pre }' >>"$RAW"
 }
 
 # The runners of WORKLOAD, in table order.
 runners() {
 	case $1 in
-	raw-randread | null-randread) echo ours-t1 ours-t2 ours-c1 ours-c2 fio qemu-img ;;
+	raw-randread) echo ours-t1 ours-t2 ours-c1 ours-c2 fio qemu-img ;;
+	null-randread) echo ours-t1 ours-t2 ours-c1 ours-c2 procs-1 procs-2 fio qemu-img ;;
 	*) echo ours-t1 ours-t2 fio qemu-img ;;
 	esac
 }
@@ -195,6 +223,8 @@ table() {
 				cr="c1 / t1: $(ratio $w 6 $r ours-t1)" ;;
 			ours-c2) ir="colocated 2 IOThreads / 1: $(ratio $w 3 $r ours-c1)"
 				cr="c2 / c1: $(ratio $w 6 $r ours-c1)" ;;
+			procs-2) ir="2 processes / 1 (the machine's ceiling): $(ratio $w 3 $r procs-1)"
+				cr="2 / 1: $(ratio $w 6 $r procs-1)" ;;
 			*) ir=- cr=- ;;
 			esac
 			echo "| $w | $r | $(med $w $r 3) | $(med $w $r 4) | $(med $w $r 5) | $(med $w $r 6) | $(med $w $r 7) | $ir | $cr |"
@@ -209,7 +239,7 @@ evidence() {
 	echo "|---|---|---|---|---|---|---|---|"
 	for w in raw-randread raw-randwrite null-randread; do
 		for r in $(runners $w); do
-			[[ $r == ours-* ]] || continue
+			[[ $r == ours-* || $r == procs-* ]] || continue
 			printf '| %s | %s |' "$w" "$r"
 			for c in 8 9 10 11 12 13; do printf ' %s |' "$(med $w $r $c)"; done
 			echo
@@ -237,6 +267,8 @@ targets() {
 			echo "| $w, $([ $r = t ] && echo driver thread || echo colocated): 2 IOThreads ≥ 1.8 × 1 | $v | $(meets "$v" ge 1.8) |"
 		done
 	done
+	v=$(ratio null-randread 3 procs-2 procs-1)
+	echo "| (control, not a target) null-randread, 2 independent processes / 1 | $v | $(meets "$v" ge 1.8) |"
 }
 
 # callgrind_ir ARGS...: "device driver" instructions per request (slopes).

@@ -32,7 +32,8 @@ static void blk_stack_disk(struct blk_stack *s, const struct blk_stack_params *p
 static int blk_stack_loop(struct blk_stack *s, unsigned i, const struct blk_stack_params *p)
 {
 	struct iothread_config cfg = { .name = "", .poll_max_ns = p->poll_max_ns,
-				       .n_cpus = p->pin_iothreads ? 1 : 0, .cpus = { i } };
+				       .n_cpus = p->pin_iothreads ? 1 : 0,
+				       .cpus = { p->pin_first_cpu + i } };
 	int ret;
 
 	snprintf(cfg.name, sizeof(cfg.name), "io%u", i);

@@ -43,7 +43,8 @@ struct blk_stack_params {
 	const char *serial;		/* default "" */
 	uint64_t ram;			/* default BLK_STACK_RAM */
 	uint64_t poll_max_ns;		/* the IOThreads' busy-poll window; default 0 */
-	bool pin_iothreads;		/* IOThread i on CPU i, which must be online */
+	bool pin_iothreads;		/* IOThread i on CPU pin_first_cpu + i, */
+	unsigned pin_first_cpu;		/* which must be online */
 	/* No IOThreads: n_iothreads loops owned by the calling thread, run
 	 * by the driver whenever it waits (virtio_guest.idle) or by the
 	 * caller with blk_stack_pump. For valgrind, whose 3.19 deadlocks
