@@ -57,7 +57,7 @@ int qcow2_corrupt(struct qcow2 *q, const char *what, uint64_t off)
 
 /* ---- waits ---- */
 
-static void qcow2_op_bh(struct loop_bh *bh)
+void qcow2_op_bh(struct loop_bh *bh)
 {
 	struct qcow2_op *op = container_of(bh, struct qcow2_op, bh);
 
@@ -285,6 +285,25 @@ int qcow2_op_slice(struct qcow2_op *op, unsigned nhead, uint64_t off, uint64_t l
 }
 
 static void qcow2_op_io_done(struct loop_io *io, int res);
+
+void qcow2_op_advance(struct qcow2_op *op, int res)
+{
+	if (res) {
+		qcow2_op_end(op, res);
+		return;
+	}
+	op->pos += op->map.len;
+	op->step(op);
+}
+
+int qcow2_op_run(struct qcow2_op *op, bool write)
+{
+	int ret = qcow2_op_slice(op, 0, op->pos, op->map.len);
+
+	if (!ret)
+		ret = qcow2_op_io(op, write, op->map.host, op->map.len, qcow2_op_advance);
+	return ret ? ret : QCOW2_WAIT;
+}
 
 static int qcow2_op_io_submit(struct qcow2_op *op, bool write)
 {
@@ -647,6 +666,8 @@ static int qcow2_new(const struct block_open_params *p, const struct qcow2_heade
 	q->rt_off = h->rt_off;
 	q->rt_clusters = h->rt_clusters;
 	q->rt_size = (uint64_t)h->rt_clusters * cs / 8;
+	q->rt_lo = q->rt_size;		/* nothing dirty: lo >= hi */
+	q->l1_lo = q->l1_size;
 	q->host_clusters = (file_size + cs - 1) / cs;
 	*out = q;
 	if (q->blk.size < QCOW2_SECTOR)

@@ -168,24 +168,6 @@ struct qcow2_cache {
 	const char *what;		/* "L2 table", "refcount block" */
 };
 
-int qcow2_cache_init(struct qcow2_cache *c, unsigned cap, unsigned cluster_bits,
-		     const char *what);
-void qcow2_cache_destroy(struct qcow2_cache *c);
-
-/*
- * The table at host offset off, READY, in *out: returns 0. On a miss,
- * starts loading it on op's loop (or joins a load in flight), queues op
- * to run resume once it is in, pins it for op, and returns QCOW2_WAIT.
- * -errno when nothing can be done (no memory, the read cannot start).
- */
-int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, struct qcow2_op *op,
-		    void (*resume)(struct qcow2_op *op), struct qcow2_table **out) REQUIRES(&q->lock);
-/* A zeroed, dirty table for a newly allocated cluster at off. */
-int qcow2_cache_new(struct qcow2 *q, struct qcow2_cache *c, uint64_t off,
-		    struct qcow2_table **out) REQUIRES(&q->lock);
-/* Frees idle tables while the cache is over its limit. */
-void qcow2_cache_shrink(struct qcow2 *q, struct qcow2_cache *c) REQUIRES(&q->lock);
-
 /* ---- the image ---- */
 
 /* A host cluster whose reference is dropped once it is safe (see
@@ -248,12 +230,38 @@ struct qcow2 {
 	uint64_t seq;			/* requests started */
 	struct qcow2_free *frees;
 	size_t nfrees, frees_cap;
-	int broken;			/* sticky -errno: metadata cannot be trusted */
-	bool logged;			/* one corruption message per image */
-	struct qcow2_wb *wb;		/* the writeback engine (qcow2_flush.c) */
-	uint8_t *hdr;			/* the first hdr_len bytes as on disk;
-					 * owned by the running writeback */
+	int broken;			/* sticky -errno: writes and flushes fail */
+	uint64_t wb_snaps;		/* writeback snapshots taken */
+	uint64_t wb_done;		/* the last one completely on disk */
+	bool wb_running;
+	struct qcow2_op *flush_waiters;	/* FLUSH requests, each until wb_done
+					 * reaches its flush_gen */
+	uint8_t *hdr;			/* the first hdr_len bytes as on disk */
+
+	struct qcow2_wb *wb;		/* the writeback engine (qcow2_flush.c):
+					 * owned by the loop it runs on */
+	bool logged;			/* one corruption message per image; atomic */
 };
+
+/* ---- the table cache (qcow2_cache.c) ---- */
+
+int qcow2_cache_init(struct qcow2_cache *c, unsigned cap, unsigned cluster_bits,
+		     const char *what);
+void qcow2_cache_destroy(struct qcow2_cache *c);
+
+/*
+ * The table at host offset off, READY, in *out: returns 0. On a miss,
+ * starts loading it on op's loop (or joins a load in flight), queues op
+ * to run resume once it is in, pins it for op, and returns QCOW2_WAIT.
+ * -errno when nothing can be done (no memory, the read cannot start).
+ */
+int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, struct qcow2_op *op,
+		    void (*resume)(struct qcow2_op *op), struct qcow2_table **out) REQUIRES(&q->lock);
+/* A zeroed, dirty table for a newly allocated cluster at off. */
+int qcow2_cache_new(struct qcow2 *q, struct qcow2_cache *c, uint64_t off,
+		    struct qcow2_table **out) REQUIRES(&q->lock);
+/* Frees idle tables while the cache is over its limit. */
+void qcow2_cache_shrink(struct qcow2 *q, struct qcow2_cache *c) REQUIRES(&q->lock);
 
 static inline struct qcow2 *qcow2_of(struct block *b)
 {
@@ -305,7 +313,10 @@ struct qcow2_op {
 	int submit_err;			/* the end's NOP could not be queued */
 	bool active;			/* in q->active, under q->lock */
 	uint64_t seq;			/* under q->lock */
+	uint64_t flush_gen;		/* FLUSH: the writeback it waits for */
 	struct qcow2_op *anext, *aprev;	/* q->active links, under q->lock */
+
+	void (*step)(struct qcow2_op *op);	/* goes on from op->pos */
 
 	/* waiting */
 	void (*resume)(struct qcow2_op *op);
@@ -327,6 +338,7 @@ struct qcow2_op {
 	struct block_req sub;		/* a backing read */
 	uint8_t *cbuf, *ubuf;		/* compressed stream, inflated cluster */
 	size_t cbuf_len;
+	struct iovec civ;		/* the compressed stream's read */
 
 	/* an allocating write's run */
 	struct qcow2_alloc alloc;
@@ -341,14 +353,18 @@ struct qcow2_op {
  * holds back the reuse of clusters it may still be reading or writing. */
 void qcow2_activate(struct qcow2 *q, struct qcow2_op *op) REQUIRES(&q->lock);
 void qcow2_deactivate(struct qcow2 *q, struct qcow2_op *op) REQUIRES(&q->lock);
-/* Under lock: queues op on *list to run resume after a wake. */
-void qcow2_wait(struct qcow2_op *op, struct qcow2_op **list,
-		void (*resume)(struct qcow2_op *op));
-/* Under lock: wakes every op of *list with res, each on its own loop. */
+/* The BH callback of every op: runs op->resume. */
+void qcow2_op_bh(struct loop_bh *bh);
+/*
+ * Waiting, all under op->q->lock (not annotated: the analysis cannot see
+ * that callers' q is op->q). qcow2_wait queues op on *list to run resume
+ * after a wake; qcow2_wake_all wakes every op of *list with res, each with
+ * a BH on its own loop; qcow2_pin pins t for op's next step (a wait on
+ * it) and qcow2_unpin_all drops op's pins.
+ */
+void qcow2_wait(struct qcow2_op *op, struct qcow2_op **list, void (*resume)(struct qcow2_op *op));
 void qcow2_wake_all(struct qcow2_op **list, int res);
-/* Under lock: pins t for op's next step (a wait on it). */
 void qcow2_pin(struct qcow2_op *op, struct qcow2_table *t);
-/* Under lock: drops op's pins. */
 void qcow2_unpin_all(struct qcow2_op *op);
 
 /* Ends op with res: calls the caller's done (never inside the submitting
@@ -358,6 +374,12 @@ void qcow2_op_end(struct qcow2_op *op, int res);
  * buffer; its end resumes parent with op->wres. 0 or -errno. */
 int qcow2_op_child(struct qcow2_op *parent, enum qcow2_op_kind kind, uint64_t off, uint64_t len,
 		   void *buf, void (*resume)(struct qcow2_op *op));
+/* The current run (op->map.len bytes from op->pos) is done: res 0 moves
+ * op->pos past it and goes on with op->step; else op ends with res. */
+void qcow2_op_advance(struct qcow2_op *op, int res);
+/* Transfers the current run between op's data and host offset
+ * op->map.host, then qcow2_op_advance. QCOW2_WAIT or -errno. */
+int qcow2_op_run(struct qcow2_op *op, bool write);
 /* Fills op->vec with the part [off, off + len) of op's data (guest
  * offsets), after nhead leading entries already set. 0 or -ENOMEM. */
 int qcow2_op_slice(struct qcow2_op *op, unsigned nhead, uint64_t off, uint64_t len);
@@ -383,23 +405,22 @@ void qcow2_read_start(struct qcow2_op *op);
 
 /* ---- refcounts and allocation (qcow2_refcount.c) ---- */
 
-/* Allocates n contiguous free host clusters, returning the first host
- * offset in *host; QCOW2_WAIT when a refcount block must be loaded first
- * (state already changed stays consistent). 0 or -errno. */
+/* Allocates n contiguous free host clusters (n at most half a refcount
+ * block's reach), counted in memory; the first one's offset in *host.
+ * QCOW2_WAIT when a refcount block must be loaded first (what changed by
+ * then is consistent on its own). 0 or -errno. */
 int qcow2_refcount_alloc(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 			 void (*resume)(struct qcow2_op *op), uint64_t *host) REQUIRES(&q->lock);
-/* Queues the host clusters that entry (an L2 entry, or a table at
- * host offset with QCOW2_COPIED) referenced for release. 0 or -ENOMEM. */
-int qcow2_refcount_release(struct qcow2 *q, uint64_t entry) REQUIRES(&q->lock);
+/* Queues the host clusters mapping m references (data, a preallocated
+ * zero cluster, a compressed stream) for release. 0 or -ENOMEM. */
+int qcow2_refcount_release(struct qcow2 *q, const struct qcow2_map *m) REQUIRES(&q->lock);
 /* Queues n host clusters from host for release. 0 or -ENOMEM. */
 int qcow2_refcount_release_range(struct qcow2 *q, uint64_t host, uint64_t n) REQUIRES(&q->lock);
-/* Drops the references of the pending frees that are safe now;
+/* Drops the references of the queued releases that are safe now (their
+ * unlink is durable and no request that started before it is left);
  * QCOW2_WAIT while a refcount block loads. 0 or -errno. */
 int qcow2_refcount_apply(struct qcow2 *q, struct qcow2_op *op,
 			 void (*resume)(struct qcow2_op *op)) REQUIRES(&q->lock);
-/* Grows the L1 table to cover the whole disk. */
-int qcow2_refcount_grow_l1(struct qcow2 *q, struct qcow2_op *op,
-			   void (*resume)(struct qcow2_op *op)) REQUIRES(&q->lock);
 
 /* ---- writes (qcow2_write.c) ---- */
 

@@ -105,6 +105,7 @@ static int qcow2_cache_rehash(struct qcow2_cache *c)
 }
 
 static struct qcow2_table *qcow2_cache_grow(struct qcow2 *q, struct qcow2_cache *c)
+	REQUIRES(&q->lock)
 {
 	struct qcow2_table *t, **a = c->t;
 
@@ -141,6 +142,7 @@ static bool qcow2_table_idle(const struct qcow2_table *t)
  * idle one the CLOCK hand finds without its reference bit, else a new one
  * past the limit. Unhashed, FREE. */
 static struct qcow2_table *qcow2_cache_slot(struct qcow2 *q, struct qcow2_cache *c)
+	REQUIRES(&q->lock)
 {
 	unsigned i;
 

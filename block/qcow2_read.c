@@ -25,6 +25,7 @@ static void qcow2_read_step(struct qcow2_op *op);
 
 /* A compressed cluster descriptor. */
 static int qcow2_read_centry(struct qcow2 *q, uint64_t e, struct qcow2_map *m)
+	REQUIRES(&q->lock)
 {
 	unsigned x = 62 - (q->cluster_bits - 8);
 	uint64_t off = e & ((1ULL << x) - 1);
@@ -113,20 +114,9 @@ static void qcow2_read_resume(struct qcow2_op *op)
 		qcow2_read_step(op);
 }
 
-/* The current run is done (res 0) or failed. */
-static void qcow2_read_run_done(struct qcow2_op *op, int res)
-{
-	if (res) {
-		qcow2_op_end(op, res);
-		return;
-	}
-	op->pos += op->map.len;
-	qcow2_read_step(op);
-}
-
 static void qcow2_read_backing_done(struct block_req *r, int res)
 {
-	qcow2_read_run_done(container_of(r, struct qcow2_op, sub), res);
+	qcow2_op_advance(container_of(r, struct qcow2_op, sub), res);
 }
 
 static int qcow2_read_zero(struct qcow2_op *op)
@@ -171,7 +161,7 @@ static void qcow2_read_cdone(struct loop_io *io, int res)
 		res = qcow2_op_slice(op, 0, op->pos, op->map.len);
 	for (i = 0; res >= 0 && i < op->nvec; at += op->vec[i++].iov_len)
 		memcpy(op->vec[i].iov_base, op->ubuf + skip + at, op->vec[i].iov_len);
-	qcow2_read_run_done(op, res < 0 ? res : 0);
+	qcow2_op_advance(op, res < 0 ? res : 0);
 }
 
 /* Reads the compressed stream (a short read at the end of the file is
@@ -191,8 +181,8 @@ static int qcow2_read_compressed(struct qcow2_op *op)
 		op->ubuf = malloc(q->cluster_size);
 	if (!op->cbuf || !op->ubuf)
 		return -ENOMEM;
-	op->one = (struct iovec){ op->cbuf, clen };
-	ret = loop_io_readv(op->loop, &op->io, q->fd, &op->one, 1, op->map.host, qcow2_read_cdone);
+	op->civ = (struct iovec){ op->cbuf, clen };
+	ret = loop_io_readv(op->loop, &op->io, q->fd, &op->civ, 1, op->map.host, qcow2_read_cdone);
 	return ret ? ret : QCOW2_WAIT;
 }
 
@@ -200,8 +190,6 @@ static int qcow2_read_compressed(struct qcow2_op *op)
  * completion will go on with the request, or -errno. */
 static int qcow2_read_run(struct qcow2_op *op)
 {
-	int ret;
-
 	switch (op->map.kind) {
 	case QCOW2_ZEROES:
 		return qcow2_read_zero(op);
@@ -212,10 +200,7 @@ static int qcow2_read_run(struct qcow2_op *op)
 	case QCOW2_DATA:
 		break;
 	}
-	ret = qcow2_op_slice(op, 0, op->pos, op->map.len);
-	if (!ret)
-		ret = qcow2_op_io(op, false, op->map.host, op->map.len, qcow2_read_run_done);
-	return ret ? ret : QCOW2_WAIT;
+	return qcow2_op_run(op, false);
 }
 
 static void qcow2_read_step(struct qcow2_op *op)
@@ -244,5 +229,6 @@ static void qcow2_read_step(struct qcow2_op *op)
 
 void qcow2_read_start(struct qcow2_op *op)
 {
+	op->step = qcow2_read_step;
 	qcow2_read_step(op);
 }

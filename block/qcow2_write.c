@@ -1,17 +1,474 @@
 /*
- * qcow2 writes: not implemented yet; writable images refuse writes.
- * Threads: as qcow2_read.c.
+ * qcow2 writes and zeroing. A write walks its range in runs:
+ *
+ * - Clusters already allocated with a refcount of one (COPIED) are
+ *   written in place: one transfer per run of contiguous host clusters,
+ *   no metadata, no lock held while it runs.
+ * - Any other run of guest clusters (unallocated, zero, compressed,
+ *   shared) gets freshly allocated host clusters: the guest clusters are
+ *   marked as being allocated (struct qcow2_alloc) so no other request
+ *   allocates or zeroes them meanwhile, the parts of the first and last
+ *   clusters the write does not cover are read as the guest sees them now
+ *   (backing file, zeros, inflated data: copy-on-write, by an internal
+ *   read), data and COW are written in one transfer, and only then is the
+ *   L2 entry switched to the new clusters, so no reader ever sees a
+ *   mapping to clusters whose data is not there yet. The old clusters are
+ *   released (qcow2_refcount.c says when that takes effect).
+ *
+ * Zeroing turns whole clusters into zero clusters (v3) or unallocated
+ * ones (no backing file, or a discard), releasing what they pointed at;
+ * the partial clusters at either end are written with zeros when the
+ * request must read back as zeros. A v2 image with a backing file cannot
+ * say "zero" in an L2 entry, so it gets zeros written.
+ *
+ * Threads: each request runs in the owner thread of its loop; metadata
+ * changes happen under qcow2.lock, transfers without it. A new L2 table
+ * or a grown L1 table is in memory only (dirty) until the next writeback.
  */
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "block/qcow2.h"
 
+/* qcow2_write_prepare's outcomes besides QCOW2_WAIT and -errno. */
+enum { QCOW2_INPLACE = 0, QCOW2_ALLOC = 2 };
+
+static void qcow2_write_step(struct qcow2_op *op);
+static void qcow2_zero_step(struct qcow2_op *op);
+static void qcow2_zero_written(struct qcow2_op *op);
+
+static void qcow2_write_resume(struct qcow2_op *op)
+{
+	if (op->wres)
+		qcow2_op_end(op, op->wres);
+	else
+		qcow2_write_step(op);
+}
+
+static void qcow2_zero_resume(struct qcow2_op *op)
+{
+	if (op->wres)
+		qcow2_op_end(op, op->wres);
+	else
+		qcow2_zero_step(op);
+}
+
+/* ---- L1 and L2 tables ---- */
+
+/* Grows the L1 table to cover the whole disk, in new clusters; the old
+ * ones are released once the header points at the new table. */
+static int qcow2_write_grow_l1(struct qcow2 *q, struct qcow2_op *op,
+			       void (*resume)(struct qcow2_op *op))
+	REQUIRES(&q->lock)
+{
+	uint64_t bytes = (uint64_t)q->l1_needed * 8, k = (bytes + q->cluster_size - 1) >> q->cluster_bits;
+	uint64_t host, *l1 = calloc(q->l1_needed, 8);
+	int ret = l1 ? qcow2_refcount_alloc(q, op, k, resume, &host) : -ENOMEM;
+
+	if (!ret && q->l1_size)
+		ret = qcow2_refcount_release_range(q, q->l1_off,
+						   ((uint64_t)q->l1_size * 8 + q->cluster_size - 1) >>
+						   q->cluster_bits);
+	if (ret) {
+		free(l1);
+		return ret;
+	}
+	memcpy(l1, q->l1, (size_t)q->l1_size * 8);
+	free(q->l1);
+	q->l1 = l1;
+	q->l1_size = q->l1_needed;
+	q->l1_off = host;
+	q->l1_moved = true;
+	q->l1_lo = 0;
+	q->l1_hi = q->l1_size;
+	return 0;
+}
+
+/* Makes sure guest cluster gc has an L2 table: a new zeroed one, in
+ * memory and in the L1 table, written back by the next writeback. */
+static int qcow2_write_ensure_l2(struct qcow2 *q, struct qcow2_op *op, uint64_t gc,
+				 void (*resume)(struct qcow2_op *op))
+	REQUIRES(&q->lock)
+{
+	uint64_t l1i = gc >> q->l2_bits, host;
+	struct qcow2_table *t;
+	int ret = 0;
+
+	if (l1i >= q->l1_size)
+		ret = qcow2_write_grow_l1(q, op, resume);
+	if (ret || (q->l1[l1i] & QCOW2_OFFSET_MASK))
+		return ret;
+	ret = qcow2_refcount_alloc(q, op, 1, resume, &host);
+	if (ret)
+		return ret;
+	ret = qcow2_cache_new(q, &q->l2c, host, &t);
+	if (ret) {
+		qcow2_refcount_release_range(q, host, 1);
+		return ret;
+	}
+	q->l1[l1i] = host | QCOW2_COPIED;
+	q->l1_lo = q->l1_lo < l1i ? q->l1_lo : (uint32_t)l1i;
+	q->l1_hi = q->l1_hi > l1i + 1 ? q->l1_hi : (uint32_t)(l1i + 1);
+	return 0;
+}
+
+/* The allocation in flight that covers guest cluster gc, if any. */
+static struct qcow2_alloc *qcow2_write_alloc_at(const struct qcow2 *q, uint64_t gc)
+	REQUIRES(&q->lock)
+{
+	struct qcow2_alloc *a;
+
+	for (a = q->allocs; a; a = a->next) {
+		if (gc >= a->first && gc - a->first < a->n)
+			return a;
+	}
+	return NULL;
+}
+
+/* Whether the host range [off, off + len) touches the header, the L1
+ * table or the refcount table, which data must never overwrite. */
+static bool qcow2_write_hits_meta(const struct qcow2 *q, uint64_t off, uint64_t len)
+	REQUIRES(&q->lock)
+{
+	uint64_t l1 = ALIGN_UP((uint64_t)q->l1_size * 8, q->cluster_size);
+	uint64_t rt = (uint64_t)q->rt_clusters << q->cluster_bits;
+
+	return off < q->cluster_size || (off < q->l1_off + l1 && q->l1_off < off + len) ||
+	       (off < q->rt_off + rt && q->rt_off < off + len);
+}
+
+/* ---- allocating runs ---- */
+
+/* How many guest clusters from gc (in gc's L2 table t, up to the end of
+ * the request and a refcount block's reach) need new host clusters and
+ * are not being allocated by someone else. */
+static uint64_t qcow2_write_alloc_len(struct qcow2 *q, const struct qcow2_op *op,
+				      const struct qcow2_table *t, uint64_t gc)
+	REQUIRES(&q->lock)
+{
+	uint64_t per = 1ULL << q->l2_bits, l2i = gc & (per - 1), last = (op->end - 1) >> q->cluster_bits;
+	uint64_t max = (1ULL << q->rb_bits) / 2, n;
+	struct qcow2_map m;
+
+	for (n = 1; n < max && l2i + n < per && gc + n <= last; n++) {
+		if (qcow2_read_entry(q, qcow2_be64(t->data + (l2i + n) * 8), &m) ||
+		    (m.kind == QCOW2_DATA && m.copied) || qcow2_write_alloc_at(q, gc + n))
+			break;
+	}
+	return n;
+}
+
+/* Reserves new host clusters for the run from op->pos and marks its guest
+ * clusters as being allocated; the COW sizes in op->head and op->tail. */
+static int qcow2_write_alloc(struct qcow2 *q, struct qcow2_op *op, struct qcow2_table *t)
+	REQUIRES(&q->lock)
+{
+	uint64_t gc = op->pos >> q->cluster_bits, n = qcow2_write_alloc_len(q, op, t, gc), host;
+	uint64_t run_end = (gc + n) << q->cluster_bits, data_end = op->end < run_end ? op->end : run_end;
+	uint64_t cow_end = run_end < q->blk.size ? run_end : q->blk.size;
+	int ret = qcow2_refcount_alloc(q, op, n, qcow2_write_resume, &host);
+
+	if (ret)
+		return ret;
+	op->alloc = (struct qcow2_alloc){ .first = gc, .n = n, .next = q->allocs };
+	q->allocs = &op->alloc;
+	op->alloc_l2 = t;
+	t->pins++;
+	op->alloc_host = host;
+	op->map.len = data_end - op->pos;
+	op->head = op->pos & (q->cluster_size - 1);
+	op->tail = data_end < cow_end ? cow_end - data_end : 0;
+	return QCOW2_ALLOC;
+}
+
+/* Under the lock: what the run from op->pos needs. In place: op->map.
+ * Allocating: op->alloc and friends. Or a wait. */
+static int qcow2_write_prepare(struct qcow2 *q, struct qcow2_op *op)
+	REQUIRES(&q->lock)
+{
+	uint64_t gc = op->pos >> q->cluster_bits, l1i = gc >> q->l2_bits;
+	struct qcow2_alloc *a;
+	struct qcow2_table *t;
+	int ret = q->broken ? q->broken : qcow2_write_ensure_l2(q, op, gc, qcow2_write_resume);
+
+	if (!ret)
+		ret = qcow2_read_map(q, op, op->pos, op->end - op->pos, qcow2_write_resume, &op->map);
+	if (ret)
+		return ret;
+	if (op->map.kind == QCOW2_DATA && op->map.copied) {
+		if (qcow2_write_hits_meta(q, op->map.host, op->map.len))
+			return qcow2_corrupt(q, "data cluster overlaps the image's tables",
+					     op->map.host);
+		return QCOW2_INPLACE;
+	}
+	a = qcow2_write_alloc_at(q, gc);
+	if (a) {
+		qcow2_wait(op, &a->waiters, qcow2_write_resume);
+		return QCOW2_WAIT;
+	}
+	ret = qcow2_cache_get(q, &q->l2c, q->l1[l1i] & QCOW2_OFFSET_MASK, op, qcow2_write_resume, &t);
+	return ret ? ret : qcow2_write_alloc(q, op, t);
+}
+
+/* Under the lock: points the run's L2 entries at the new clusters and
+ * releases what they pointed at; or, on failure, gives the new clusters
+ * back. Either way, the run is no longer being allocated. */
+static void qcow2_write_publish(struct qcow2 *q, struct qcow2_op *op, int res)
+	REQUIRES(&q->lock)
+{
+	struct qcow2_table *t = op->alloc_l2;
+	uint64_t l2i = op->alloc.first & ((1ULL << q->l2_bits) - 1), i;
+	struct qcow2_alloc **pp = &q->allocs;
+	struct qcow2_map old;
+
+	for (i = 0; !res && i < op->alloc.n; i++) {
+		uint8_t *e = t->data + (l2i + i) * 8;
+
+		if (!qcow2_read_entry(q, qcow2_be64(e), &old) && qcow2_refcount_release(q, &old))
+			q->broken = -ENOMEM;
+		qcow2_put_be64(e, (op->alloc_host + (i << q->cluster_bits)) | QCOW2_COPIED);
+		t->dirty = true;
+	}
+	if (res)
+		qcow2_refcount_release_range(q, op->alloc_host, op->alloc.n);
+	while (*pp != &op->alloc)
+		pp = &(*pp)->next;
+	*pp = op->alloc.next;
+	qcow2_wake_all(&op->alloc.waiters, 0);
+	t->pins--;
+	op->alloc_l2 = NULL;
+}
+
+static void qcow2_write_alloc_done(struct qcow2_op *op, int res)
+{
+	struct qcow2 *q = op->q;
+
+	mutex_lock(&q->lock);
+	qcow2_write_publish(q, op, res);
+	mutex_unlock(&q->lock);
+	qcow2_op_advance(op, res);
+}
+
+/* The COW parts are in op->cow: writes head, data and tail as one. */
+static void qcow2_write_alloc_data(struct qcow2_op *op)
+{
+	unsigned head = op->head ? 1 : 0;
+	int ret = op->wres;
+
+	if (!ret)
+		ret = qcow2_op_slice(op, head, op->pos, op->map.len);
+	if (!ret) {
+		if (head)
+			op->vec[0] = (struct iovec){ op->cow, op->head };
+		if (op->tail)
+			op->vec[op->nvec++] = (struct iovec){ op->cow + op->head, op->tail };
+		ret = qcow2_op_io(op, true, op->alloc_host, op->head + op->map.len + op->tail,
+				  qcow2_write_alloc_done);
+	}
+	if (ret)
+		qcow2_write_alloc_done(op, ret);
+}
+
+/* The head is in: reads the tail as the guest sees it now. */
+static void qcow2_write_cow_tail(struct qcow2_op *op)
+{
+	int ret = op->wres;
+
+	if (!ret && op->tail) {
+		ret = qcow2_op_child(op, QCOW2_OP_READ, op->pos + op->map.len, op->tail,
+				     op->cow + op->head, qcow2_write_alloc_data);
+		if (!ret)
+			return;
+	}
+	op->wres = ret;
+	qcow2_write_alloc_data(op);
+}
+
+/* Starts an allocating run: the head's old contents first. */
+static int qcow2_write_alloc_run(struct qcow2_op *op)
+{
+	int ret = 0;
+
+	if (op->cow_len < op->head + op->tail) {
+		free(op->cow);
+		op->cow = malloc(op->head + op->tail);
+		op->cow_len = op->cow ? op->head + op->tail : 0;
+		if (!op->cow)
+			ret = -ENOMEM;
+	}
+	if (!ret && op->head)
+		ret = qcow2_op_child(op, QCOW2_OP_READ, op->pos - op->head, op->head, op->cow,
+				     qcow2_write_cow_tail);
+	else if (!ret)
+		qcow2_write_cow_tail(op);
+	if (ret)
+		qcow2_write_alloc_done(op, ret);
+	return QCOW2_WAIT;
+}
+
+/* ---- writes ---- */
+
+static void qcow2_write_step(struct qcow2_op *op)
+{
+	struct qcow2 *q = op->q;
+	int ret;
+
+	while (op->pos < op->end) {
+		mutex_lock(&q->lock);
+		qcow2_activate(q, op);
+		op->wres = 0;
+		ret = qcow2_write_prepare(q, op);
+		if (ret != QCOW2_WAIT)
+			qcow2_unpin_all(op);
+		mutex_unlock(&q->lock);
+		if (ret == QCOW2_INPLACE)
+			ret = qcow2_op_run(op, true);
+		else if (ret == QCOW2_ALLOC)
+			ret = qcow2_write_alloc_run(op);
+		if (ret == QCOW2_WAIT)
+			return;
+		qcow2_op_end(op, ret);
+		return;
+	}
+	qcow2_op_end(op, 0);
+}
+
 void qcow2_write_start(struct qcow2_op *op)
 {
-	qcow2_op_end(op, -ENOTSUP);
+	op->step = qcow2_write_step;
+	qcow2_write_step(op);
+}
+
+/* ---- zeroing ---- */
+
+/* qcow2_zero_entry: no L2 entry reads as zeros, write them. */
+#define QCOW2_WRITE_ZEROES UINT64_MAX
+
+/* The L2 entry that makes a cluster read as the request wants, or
+ * QCOW2_WRITE_ZEROES (v2 with a backing file). */
+static uint64_t qcow2_zero_entry(const struct qcow2 *q, enum block_zero_mode mode)
+{
+	if (!q->backing)
+		return q->version >= 3 && mode != BLOCK_DISCARD ? QCOW2_ZERO : 0;
+	if (q->version >= 3)
+		return QCOW2_ZERO;
+	return mode == BLOCK_DISCARD ? 0 : QCOW2_WRITE_ZEROES;
+}
+
+/* Under the lock: sets the whole clusters from op->pos (up to *len bytes,
+ * in one L2 table) to `entry`, releasing what they pointed at. */
+static int qcow2_zero_clusters(struct qcow2 *q, struct qcow2_op *op, uint64_t entry, uint64_t len)
+	REQUIRES(&q->lock)
+{
+	uint64_t gc = op->pos >> q->cluster_bits, n = (len + q->cluster_size - 1) >> q->cluster_bits;
+	uint64_t l2i = gc & ((1ULL << q->l2_bits) - 1), l1i = gc >> q->l2_bits, i;
+	struct qcow2_table *t;
+	struct qcow2_map old;
+	int ret = 0;
+
+	for (i = 0; i < n; i++) {
+		struct qcow2_alloc *a = qcow2_write_alloc_at(q, gc + i);
+
+		if (a) {
+			qcow2_wait(op, &a->waiters, qcow2_zero_resume);
+			return QCOW2_WAIT;
+		}
+	}
+	if (!entry && (l1i >= q->l1_size || !(q->l1[l1i] & QCOW2_OFFSET_MASK)))
+		return 0;	/* unallocated already */
+	ret = qcow2_write_ensure_l2(q, op, gc, qcow2_zero_resume);
+	if (!ret)
+		ret = qcow2_cache_get(q, &q->l2c, q->l1[l1i] & QCOW2_OFFSET_MASK, op,
+				      qcow2_zero_resume, &t);
+	for (i = 0; !ret && i < n; i++) {
+		uint8_t *e = t->data + (l2i + i) * 8;
+
+		if (qcow2_be64(e) == entry)
+			continue;
+		if (!qcow2_read_entry(q, qcow2_be64(e), &old) && qcow2_refcount_release(q, &old))
+			q->broken = -ENOMEM;
+		qcow2_put_be64(e, entry);
+		t->dirty = true;
+	}
+	return ret;
+}
+
+/* The partial-cluster part [op->pos, op->pos + len), or whole clusters
+ * of a v2 image with a backing file: written with zeros by an internal
+ * write, unless the request is a discard. */
+static int qcow2_zero_write(struct qcow2_op *op, uint64_t len)
+{
+	int ret;
+
+	if (op->zmode == BLOCK_DISCARD) {
+		op->pos += len;
+		return 0;
+	}
+	if (op->cow_len < len) {
+		free(op->cow);
+		op->cow = calloc(1, len);
+		op->cow_len = op->cow ? len : 0;
+		if (!op->cow)
+			return -ENOMEM;
+	}
+	memset(op->cow, 0, len);
+	op->map.len = len;
+	ret = qcow2_op_child(op, QCOW2_OP_WRITE, op->pos, len, op->cow, qcow2_zero_written);
+	return ret ? ret : QCOW2_WAIT;
+}
+
+static void qcow2_zero_written(struct qcow2_op *op)
+{
+	qcow2_op_advance(op, op->wres);
+}
+
+/* The next piece from op->pos: a partial cluster, or whole clusters up
+ * to the end of the request or of their L2 table. */
+static uint64_t qcow2_zero_piece(const struct qcow2 *q, const struct qcow2_op *op, bool *whole)
+{
+	uint64_t cs = q->cluster_size, in = op->pos & (cs - 1), left = op->end - op->pos;
+	uint64_t table = (1ULL << (q->l2_bits + q->cluster_bits)) -
+			 (op->pos & ((1ULL << (q->l2_bits + q->cluster_bits)) - 1));
+
+	/* The last cluster of the disk counts as whole when the request
+	 * reaches the disk's end. */
+	*whole = !in && (left >= cs || op->end == q->blk.size);
+	if (!*whole)
+		return in + left < cs ? left : cs - in;
+	if (left < table)
+		return op->end == q->blk.size ? left : left & ~(cs - 1);
+	return table;
+}
+
+static void qcow2_zero_step(struct qcow2_op *op)
+{
+	struct qcow2 *q = op->q;
+	uint64_t entry = qcow2_zero_entry(q, op->zmode), len;
+	bool whole;
+	int ret = 0;
+
+	while (op->pos < op->end && !ret) {
+		len = qcow2_zero_piece(q, op, &whole);
+		if (!whole || entry == QCOW2_WRITE_ZEROES) {
+			ret = qcow2_zero_write(op, whole ? q->cluster_size < len ? q->cluster_size : len : len);
+			continue;
+		}
+		mutex_lock(&q->lock);
+		qcow2_activate(q, op);
+		ret = q->broken ? q->broken : qcow2_zero_clusters(q, op, entry, len);
+		if (ret != QCOW2_WAIT)
+			qcow2_unpin_all(op);
+		mutex_unlock(&q->lock);
+		if (!ret)
+			op->pos += len;
+	}
+	if (ret != QCOW2_WAIT)
+		qcow2_op_end(op, ret);
 }
 
 void qcow2_write_zero_start(struct qcow2_op *op)
 {
-	qcow2_op_end(op, -ENOTSUP);
+	op->step = qcow2_zero_step;
+	qcow2_zero_step(op);
 }
