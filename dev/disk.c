@@ -22,15 +22,23 @@ struct disk {
 	struct loop *loops[CONFIG_MAX_QUEUES];		/* queue i's loop */
 };
 
+static const enum block_format disk_formats[] = {
+	[DISK_FORMAT_RAW] = BLOCK_FORMAT_RAW,
+	[DISK_FORMAT_NULL] = BLOCK_FORMAT_NULL,
+	[DISK_FORMAT_QCOW2] = BLOCK_FORMAT_QCOW2,
+	[DISK_FORMAT_AUTO] = BLOCK_FORMAT_AUTO,
+};
+
 static int disk_open_image(const struct disk_config *c, struct block **blk, char *err,
 			   size_t errlen)
 {
 	const struct block_open_params bp = {
 		.path = c->path,
-		.format = c->format == DISK_FORMAT_NULL ? BLOCK_FORMAT_NULL : BLOCK_FORMAT_RAW,
+		.format = disk_formats[c->format],
 		.readonly = c->readonly,
 		.direct = c->cache == DISK_CACHE_NONE,
 		.size = c->size,
+		.l2_cache = c->l2_cache,
 	};
 
 	return block_open(&bp, blk, err, errlen);
