@@ -82,17 +82,20 @@ fi
 cpu_of() { awk '{ print $1 + $2 }' "$1"; }
 
 # ours WORKLOAD IOTHREADS [-C] ARGS...: appends "WORKLOAD ours-tN iops p50
-# p99 cpu driver vmm% driver% kicks irqs sleeps preempt" (ours-cN with -C).
+# p99 cpu driver vmm% driver% kicks irqs sleeps preempt other" (ours-cN
+# with -C; other: CPUs that other processes used meanwhile).
 ours() {
-	local w=$1 t=$2 r=ours-t$2 line
+	local w=$1 t=$2 r=ours-t$2 line c0 c1
 	shift 2
 	[ "$1" = -C ] && r=ours-c$t
+	cpu_now c0
 	line=$("$BLK" -q $QUEUES -t "$t" -d "$DEPTH" -s "$SECS" "$@")
-	echo "$line" | awk -v w="$w" -v r="$r" '{
+	cpu_now c1
+	echo "$line" | awk -v w="$w" -v r="$r" -v o="$(other_cpus "$c0" "$c1")" '{
 		for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 		print w, r, v["iops"], v["p50_us"], v["p99_us"], v["vmm_cpu_us_per_req"],
 		      v["driver_cpu_us_per_req"], v["vmm_cpu_pct"], v["driver_cpu_pct"],
-		      v["kicks_per_req"], v["irqs_per_req"], v["sleeps_per_req"], v["preempt_per_s"] }' >>"$RAW"
+		      v["kicks_per_req"], v["irqs_per_req"], v["sleeps_per_req"], v["preempt_per_s"], o }' >>"$RAW"
 	echo "$line" | sed -n 's/.* iops=\([0-9]*\).*/\1/p'
 }
 
@@ -151,21 +154,23 @@ round() {
 # CPUs 0..N-1; appends "WORKLOAD procs-N" with the IOPS summed, the CPU
 # per request over all, the CPU percentages and preemptions summed.
 procs() {
-	local w=$1 n=$2 i pids=()
+	local w=$1 n=$2 i pids=() c0 c1
 	shift 2
+	cpu_now c0
 	for ((i = 0; i < n; i++)); do
 		"$BLK" -q 1 -t 1 -C -P "$i" -d "$DEPTH" -s "$SECS" "$@" >"$O/blk-proc$i.txt" &
 		pids+=($!)
 	done
 	wait "${pids[@]}"
+	cpu_now c1
 	for ((i = 0; i < n; i++)); do cat "$O/blk-proc$i.txt"; done |
-		awk -v w="$w" -v r="procs-$n" '{
+		awk -v w="$w" -v r="procs-$n" -v o="$(other_cpus "$c0" "$c1")" '{
 			for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
 			iops += v["iops"]; vmm += v["vmm_cpu_us_per_req"] * v["iops"]
 			drv += v["driver_cpu_us_per_req"] * v["iops"]; vp += v["vmm_cpu_pct"]
 			dp += v["driver_cpu_pct"]; pre += v["preempt_per_s"] }
-		END { printf "%s %s %.0f - - %.3f %.3f %.1f %.1f - - - %.0f\n", w, r, iops,
-			vmm / iops, drv / iops, vp, dp, pre }' >>"$RAW"
+		END { printf "%s %s %.0f - - %.3f %.3f %.1f %.1f - - - %.0f %s\n", w, r, iops,
+			vmm / iops, drv / iops, vp, dp, pre, o }' >>"$RAW"
 }
 
 # The runners of WORKLOAD, in table order.
@@ -190,16 +195,23 @@ cpu_now() {
 			t[1] * 60 + t[2] + t[3] * 60 + t[4], wall }' /proc/stat)"
 }
 
-# other_load BEFORE AFTER: what ran besides the benchmark in between, as
-# CPUs in use on average (busy time minus ours over the wall time), and
-# the time the hypervisor stole.
-other_load() {
-	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); w = y[4] - x[4]
-		printf "other processes %.2f CPUs, stolen %.2f CPUs", ((y[1] - x[1]) - (y[3] - x[3])) / w,
-			(y[2] - x[2]) / w }'
+# other_cpus BEFORE AFTER: what ran besides the benchmark in between (cpu_now
+# values), as CPUs in use on average: busy time minus ours over the wall
+# time. Kernel work done for us outside our processes (disk interrupts)
+# counts as other.
+other_cpus() {
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+		printf "%.2f", ((y[1] - x[1]) - (y[3] - x[3])) / (y[4] - x[4]) }'
 }
 
-# Median of column COL (3..13) for WORKLOAD RUNNER.
+# other_load BEFORE AFTER: the same, and the time the hypervisor stole.
+other_load() {
+	awk -v a="$1" -v b="$2" -v o="$(other_cpus "$1" "$2")" 'BEGIN { split(a, x, " ")
+		split(b, y, " "); printf "other processes %s CPUs, stolen %.2f CPUs", o,
+			(y[2] - x[2]) / (y[4] - x[4]) }'
+}
+
+# Median of column COL (3..14) for WORKLOAD RUNNER.
 med() {
 	awk -v w="$1" -v r="$2" -v c="$3" '$1 == w && $2 == r { print $c }' "$RAW" |
 		sort -g | awk '{ v[NR] = $1 } END { print NR ? v[int((NR + 1) / 2)] : "-" }'
@@ -235,16 +247,34 @@ table() {
 # Ours' evidence: where the CPU went and how often threads slept and woke.
 evidence() {
 	local w r c
-	echo "| workload | runner | VMM CPU % of one CPU | driver CPU % | kicks/req | interrupts/req | sleeps/req | preemptions/s |"
-	echo "|---|---|---|---|---|---|---|---|"
+	echo "| workload | runner | VMM CPU % of one CPU | driver CPU % | kicks/req | interrupts/req | sleeps/req | preemptions/s | other processes, CPUs |"
+	echo "|---|---|---|---|---|---|---|---|---|"
 	for w in raw-randread raw-randwrite null-randread; do
 		for r in $(runners $w); do
 			[[ $r == ours-* || $r == procs-* ]] || continue
 			printf '| %s | %s |' "$w" "$r"
-			for c in 8 9 10 11 12 13; do printf ' %s |' "$(med $w $r $c)"; done
+			for c in 8 9 10 11 12 13 14; do printf ' %s |' "$(med $w $r $c)"; done
 			echo
 		done
 	done
+}
+
+# per_round WORKLOAD RUNNER_A RUNNER_B: A's IOPS over B's in each round,
+# with the CPUs other processes used during each of the two runs.
+per_round() {
+	awk -v w="$1" -v a="$2" -v b="$3" '$1 == w && $2 == a { ia[++na] = $3; oa[na] = $14 }
+		$1 == w && $2 == b { ib[++nb] = $3; ob[nb] = $14 }
+		END { for (k = 1; k <= na && k <= nb; k++)
+			printf "%s%.2f (other %s / %s)", (k > 1 ? ", " : ""), ia[k] / ib[k], oa[k], ob[k] }' "$RAW"
+}
+
+rounds() {
+	echo "Per round, IOPS ratio (CPUs other processes used during the two runs):"
+	echo
+	echo "- null-randread, driver thread, 2 / 1 IOThreads: $(per_round null-randread ours-t2 ours-t1)"
+	echo "- null-randread, colocated, 2 / 1 IOThreads: $(per_round null-randread ours-c2 ours-c1)"
+	echo "- null-randread, control, 2 / 1 processes: $(per_round null-randread procs-2 procs-1)"
+	echo "- raw-randread, colocated, 2 / 1 IOThreads: $(per_round raw-randread ours-c2 ours-c1)"
 }
 
 # meets VALUE OP BOUND: "yes" or "no" (OP: ge or lt).
@@ -310,6 +340,8 @@ done
 	evidence
 	echo
 	targets
+	echo
+	rounds
 	echo
 	echo "| callgrind, $DEPTH deep, 1 queue | instructions/request: device (loop_run_once) | guest driver |"
 	echo "|---|---|---|"
