@@ -26,6 +26,7 @@
 
 #include "tests/check.h"
 #include "block/block.h"
+#include "core/iothread.h"
 #include "core/loop.h"
 #include "core/util.h"
 
@@ -713,6 +714,43 @@ static void test_reuse(void)
 	model_free(&m);
 }
 
+/* A read that looked its cluster up before the cluster was discarded
+ * keeps it from being reused until the read is over: the read waits on a
+ * second loop (not run yet) while the main loop discards the cluster,
+ * flushes twice (which would release it) and allocates again. */
+static void test_release_gate(void)
+{
+	struct treq t = { .res = 1 };
+	struct iovec iov = { ref, 64 * KiB };
+	struct loop *l2;
+	struct block *b;
+	char g[PATH_MAX];
+
+	path_of(g, "gate.qcow2");
+	SH("qemu-img create -q -f qcow2 gate.qcow2 1M");
+	b = open_q(g, false);
+	if (!b || loop_new(&(struct loop_params){ .name = "gate" }, &l2))
+		return;
+	memset(buf, 0x41, 64 * KiB);
+	CHECK_I(wr(b, buf, 64 * KiB, 0), 0);
+	CHECK_I(block_readv(b, l2, &t.r, &iov, 1, 0, treq_done), 0);
+	CHECK_I(run_op(b, OP_DISCARD, NULL, 0, 0, 64 * KiB), 0);
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	memset(buf, 0x42, 64 * KiB);
+	CHECK_I(wr(b, buf, 64 * KiB, 512 * KiB), 0);
+	while (!t.calls)
+		loop_run_once(l2, true);
+	CHECK_I(t.res, 0);
+	CHECK(ref[0] == 0x41 && ref[64 * KiB - 1] == 0x41, "the read saw 0x%02x: its cluster was reused",
+	      ref[0]);
+	loop_free(l2);
+	CHECK_I(rd(b, buf, 64 * KiB, 512 * KiB), 0);
+	CHECK(buf[0] == 0x42, "the new write reads back wrong");
+	block_close(b);
+	check_clean(g, "release gate");
+}
+
 /* What a kill -9 would leave: the file as the page cache has it, copied
  * after every loop iteration of a random workload. `qemu-img check` on
  * each copy may find leaks, never corruption; right after a FLUSH the
@@ -772,6 +810,316 @@ static void test_crash_copies(void)
 	model_free(&m);
 	unlink(P("crash.qcow2"));
 	unlink(P("crash.raw"));
+}
+
+/* ---- several IOThreads on one image ---- */
+
+/*
+ * Each worker runs on an IOThread of its own, with MT_DEPTH requests in
+ * flight. The disk is cut into units of an eighth of a cluster. In the
+ * first half, unit u belongs to worker u % MT_WORKERS, so every cluster is
+ * shared by all workers, which only write there. In the second half whole
+ * clusters belong to one worker, which writes units of them and discards
+ * or zeroes all of them. A worker changes only its own units, each write
+ * stamped with (unit, version), never two requests on one unit at a time;
+ * it reads any range and checks each unit: its own hold exactly their
+ * last state, the others a valid stamp of the right unit, zeros, or the
+ * backing file's pattern. Afterwards the image must check clean and hold
+ * every unit's last state.
+ */
+#define MT_WORKERS 3
+#define MT_DEPTH 4
+#define MT_OPS 3000
+#define MT_SIZE (4 * MiB)
+#define MT_BACKING 0x77
+
+enum mt_state { MT_BACKING_DATA, MT_ZERO, MT_STAMP };
+
+struct mt_worker;
+
+struct mt_slot {
+	struct block_req r;
+	struct mt_worker *w;
+	enum op op;
+	uint64_t unit, nunits;		/* first unit and count */
+	struct iovec iov;
+	unsigned char *buf;
+	uint32_t changes[24];		/* a read: each unit's count at submission */
+	bool busy;
+};
+
+struct mt_unit {
+	enum mt_state state;
+	uint32_t ver;
+	uint32_t changes;		/* requests that changed it so far */
+	bool busy;
+};
+
+struct mt_worker {
+	unsigned id;
+	bool v2;			/* a discard shows the backing file */
+	struct iothread *t;
+	struct loop *l;
+	struct block *b;
+	struct loop_bh start;
+	struct mt_slot slot[MT_DEPTH];
+	struct mt_unit *u;		/* every unit; only our own change */
+	uint64_t units, usize, rnd;
+	unsigned left, running;
+	int bad;
+	atomic_bool done;
+};
+
+static uint64_t mt_rnd(struct mt_worker *w)
+{
+	w->rnd ^= w->rnd << 13;
+	w->rnd ^= w->rnd >> 7;
+	w->rnd ^= w->rnd << 17;
+	return w->rnd;
+}
+
+static uint64_t mt_word(uint64_t unit, uint32_t ver)
+{
+	return 0x5a00000000000000ULL | unit << 24 | ver;
+}
+
+static void mt_stamp(unsigned char *p, uint64_t size, uint64_t unit, uint32_t ver)
+{
+	uint64_t i, w = mt_word(unit, ver);
+
+	for (i = 0; i < size; i += 8)
+		memcpy(p + i, &w, 8);
+}
+
+static unsigned mt_owner(const struct mt_worker *w, uint64_t unit)
+{
+	return (unsigned)(unit < w->units / 2 ? unit % MT_WORKERS : unit / 8 % MT_WORKERS);
+}
+
+/* Whether p (one unit's bytes) is a state unit may be in; exact when it
+ * is ours and did not change while the read ran. */
+static bool mt_valid(const struct mt_worker *w, const unsigned char *p, uint64_t unit,
+		     bool stable)
+{
+	const struct mt_unit *u = &w->u[unit];
+	uint64_t first, i;
+
+	memcpy(&first, p, 8);
+	for (i = 8; i < w->usize; i += 8)
+		if (memcmp(p + i, &first, 8))
+			return false;
+	if (mt_owner(w, unit) == w->id && stable) {
+		if (u->state == MT_STAMP)
+			return first == mt_word(unit, u->ver);
+		return first == (u->state == MT_ZERO ? 0 : 0x7777777777777777ULL);
+	}
+	return !first || first == 0x7777777777777777ULL ||
+	       (first & ~0xffffffULL) == (0x5a00000000000000ULL | unit << 24);
+}
+
+static void mt_next(struct mt_worker *w, struct mt_slot *s);
+
+static void mt_done(struct block_req *r, int res)
+{
+	struct mt_slot *s = container_of(r, struct mt_slot, r);
+	struct mt_worker *w = s->w;
+	uint64_t i;
+
+	w->bad += res != 0;
+	for (i = 0; !res && s->op == OP_READ && i < s->nunits; i++) {
+		const struct mt_unit *u = &w->u[s->unit + i];
+		bool ok = mt_valid(w, s->buf + i * w->usize, s->unit + i,
+				   !u->busy && u->changes == s->changes[i]);
+
+		CHECK(ok, "worker %u: unit %llu (owner %u, state %d, version %u) reads as %016llx", w->id,
+		      (unsigned long long)(s->unit + i), mt_owner(w, s->unit + i), u->state, u->ver,
+		      *(unsigned long long *)(s->buf + i * w->usize));
+		w->bad += !ok;
+	}
+	for (i = 0; i < s->nunits; i++)
+		if (s->op != OP_READ)
+			w->u[s->unit + i].busy = false;
+	s->busy = false;
+	w->running--;
+	mt_next(w, s);
+}
+
+/* Own units [*unit, *unit + n) not in flight: one unit in the first
+ * half, or a cluster's 8 in the second. */
+static bool mt_pick_own(struct mt_worker *w, bool cluster, uint64_t *unit, uint64_t n)
+{
+	uint64_t half = w->units / 2, u, i;
+	unsigned tries;
+	bool busy;
+
+	for (tries = 0; tries < 16; tries++) {
+		u = cluster ? half + (mt_rnd(w) % (half / 8)) * 8 : mt_rnd(w) % half;
+		for (; mt_owner(w, u) != w->id; u += cluster ? 8 : 1)
+			;
+		for (i = 0, busy = u + n > w->units; !busy && i < n; i++)
+			busy = w->u[u + i].busy;
+		if (!busy) {
+			*unit = u;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int mt_submit_write(struct mt_worker *w, struct mt_slot *s, uint64_t unit)
+{
+	struct mt_unit *u = &w->u[unit];
+
+	s->op = OP_WRITE;
+	u->state = MT_STAMP;
+	u->ver++;
+	mt_stamp(s->buf, w->usize, unit, u->ver);
+	s->iov = (struct iovec){ s->buf, w->usize };
+	return block_writev(w->b, w->l, &s->r, &s->iov, 1, unit * w->usize, mt_done);
+}
+
+/* A write of an own unit, or a discard or zeroing of an own cluster. */
+static int mt_submit_change(struct mt_worker *w, struct mt_slot *s, uint64_t r)
+{
+	bool cluster = r % 3 != 0;
+	uint64_t i, off, len;
+
+	s->nunits = cluster ? 8 : 1;
+	if (!mt_pick_own(w, cluster, &s->unit, s->nunits))
+		return 1;
+	for (i = 0; i < s->nunits; i++) {
+		w->u[s->unit + i].busy = true;
+		w->u[s->unit + i].changes++;
+	}
+	if (!cluster || r % 5 < 3)
+		return mt_submit_write(w, s, s->unit + (cluster ? mt_rnd(w) % 8 : 0));
+	s->op = r % 5 == 3 ? OP_DISCARD : OP_ZEROES;
+	for (i = 0; i < 8; i++)
+		w->u[s->unit + i].state = s->op == OP_DISCARD && w->v2 ? MT_BACKING_DATA : MT_ZERO;
+	off = s->unit * w->usize;
+	len = 8 * w->usize;
+	return s->op == OP_DISCARD ? block_discard(w->b, w->l, &s->r, off, len, mt_done) :
+				     block_write_zeroes(w->b, w->l, &s->r, off, len, true, mt_done);
+}
+
+/* Starts the slot's next request, or notes that the worker is done. */
+static void mt_next(struct mt_worker *w, struct mt_slot *s)
+{
+	uint64_t r = mt_rnd(w) % 100, i;
+	int ret = 1;
+
+	while (w->left && ret) {
+		w->left--;
+		if (r < 45) {
+			ret = mt_submit_change(w, s, r);
+		} else if (r < 97) {
+			s->op = OP_READ;
+			s->nunits = 1 + mt_rnd(w) % 24;
+			s->unit = mt_rnd(w) % (w->units - s->nunits);
+			for (i = 0; i < s->nunits; i++)
+				s->changes[i] = w->u[s->unit + i].busy ? ~0U : w->u[s->unit + i].changes;
+			s->iov = (struct iovec){ s->buf, s->nunits * w->usize };
+			ret = block_readv(w->b, w->l, &s->r, &s->iov, 1, s->unit * w->usize, mt_done);
+		} else {
+			s->op = OP_FLUSH;
+			s->nunits = 0;
+			ret = block_flush(w->b, w->l, &s->r, mt_done);
+		}
+		w->bad += ret < 0;
+		r = mt_rnd(w) % 100;
+	}
+	if (ret == 0) {
+		s->busy = true;
+		w->running++;
+	}
+	if (!w->running)
+		atomic_store(&w->done, true);
+}
+
+static void mt_start(struct loop_bh *bh)
+{
+	struct mt_worker *w = container_of(bh, struct mt_worker, start);
+	unsigned i;
+
+	for (i = 0; i < MT_DEPTH; i++)
+		mt_next(w, &w->slot[i]);
+}
+
+/* Every unit of the closed image holds its owner's last state. */
+static void mt_verify(struct mt_worker *w, const char *img)
+{
+	uint64_t unit, bad = 0;
+	unsigned char *disk = malloc(MT_SIZE), *want = malloc(w[0].usize);
+
+	SH("qemu-img convert -O raw '%s' mt.raw", img);
+	file_read(P("mt.raw"), disk, MT_SIZE, 0);
+	for (unit = 0; unit < w[0].units; unit++) {
+		const struct mt_unit *u = &w[mt_owner(&w[0], unit)].u[unit];
+
+		if (u->state == MT_STAMP)
+			mt_stamp(want, w[0].usize, unit, u->ver);
+		else
+			memset(want, u->state == MT_ZERO ? 0 : MT_BACKING, w[0].usize);
+		bad += memcmp(disk + unit * w[0].usize, want, w[0].usize) != 0;
+	}
+	CHECK(bad == 0, "%llu units do not hold their last state", (unsigned long long)bad);
+	free(disk);
+	free(want);
+	unlink(P("mt.raw"));
+}
+
+static void test_threads_on(const char *opts)
+{
+	struct mt_worker w[MT_WORKERS];
+	char img[PATH_MAX];
+	uint64_t cs;
+	struct block *b;
+	unsigned i, k;
+
+	path_of(img, "mt.qcow2");
+	SH("qemu-img create -q -f qcow2 mtb.qcow2 4M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x77 0 4M' mtb.qcow2 >/dev/null && "
+	   "qemu-img create -q -f qcow2 -o %s -b mtb.qcow2 -F qcow2 mt.qcow2 4M", opts);
+	cs = 1ULL << (be64_at(img, 16) & 0xffffffff);
+	b = open_fmt(img, BLOCK_FORMAT_QCOW2, false, 64 * KiB);	/* a small cache: misses */
+	if (!b)
+		return;
+	for (i = 0; i < MT_WORKERS; i++) {
+		struct iothread_config c = { .n_cpus = 0 };
+
+		snprintf(c.name, sizeof(c.name), "mt%u", i);
+		w[i] = (struct mt_worker){ .id = i, .b = b, .usize = cs / 8, .units = MT_SIZE / (cs / 8),
+					   .rnd = 0x9e3779b97f4a7c15ULL * (i + 1), .left = MT_OPS,
+					   .v2 = strstr(opts, "0.10") != NULL };
+		w[i].u = calloc(w[i].units, sizeof(*w[i].u));
+		for (k = 0; k < MT_DEPTH; k++)
+			w[i].slot[k] = (struct mt_slot){ .w = &w[i], .buf = malloc(24 * w[i].usize) };
+		CHECK_I(iothread_start(&c, &w[i].t), 0);
+		w[i].l = iothread_loop(w[i].t);
+		loop_bh_init(&w[i].start, mt_start);
+	}
+	for (i = 0; i < MT_WORKERS; i++)
+		loop_bh_schedule(w[i].l, &w[i].start);
+	for (i = 0; i < MT_WORKERS; i++) {
+		while (!atomic_load(&w[i].done))
+			usleep(1000);
+		iothread_stop(w[i].t);
+		CHECK(w[i].bad == 0, "%s: worker %u: %d failed requests or bad reads", opts, i, w[i].bad);
+	}
+	block_close(b);
+	check_clean(img, opts);
+	mt_verify(w, img);
+	for (i = 0; i < MT_WORKERS; i++) {
+		for (k = 0; k < MT_DEPTH; k++)
+			free(w[i].slot[k].buf);
+		free(w[i].u);
+	}
+}
+
+static void test_threads(void)
+{
+	test_threads_on("cluster_size=4096");
+	test_threads_on("cluster_size=65536,compat=0.10");
 }
 
 /* ---- hostile images ---- */
@@ -959,7 +1307,9 @@ int main(void)
 	test_l1_growth();
 	test_refcount_widths();
 	test_reuse();
+	test_release_gate();
 	test_crash_copies();
+	test_threads();
 	test_hostile_header();
 	test_hostile_features();
 	test_hostile_tables();
