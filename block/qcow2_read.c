@@ -54,7 +54,7 @@ int qcow2_read_entry(struct qcow2 *q, uint64_t e, struct qcow2_map *m)
 		return 0;
 	}
 	if (!off)
-		return (e & QCOW2_COPIED) ? qcow2_corrupt(q, "L2 entry for host offset 0", 0) : 0;
+		return (e & QCOW2_COPIED) ? qcow2_corrupt(q, "L2 entry with the copied flag and no cluster", 0) : 0;
 	if (off % q->cluster_size || off >= q->host_clusters << q->cluster_bits)
 		return qcow2_corrupt(q, "L2 entry points outside the image", off);
 	m->kind = QCOW2_DATA;
