@@ -24,8 +24,9 @@
  *       after a crash: RAW (the image as qemu-img reads it) holds, in every
  *       sector, the last write acknowledged before a completed flush was
  *       submitted, or a write submitted after it (BASE when there is none).
- *   common: [-q QUEUES] [-d DEPTH] [-s SEED] [-c] [-l L2_CACHE] (-c: cache =
- *   none; -l: bytes of qcow2 L2 tables cached). dump opens the image readonly.
+ *   common: [-q QUEUES] [-d DEPTH] [-s SEED] [-c] [-l L2_CACHE] [-v] (-c:
+ *   cache = none; -l: bytes of qcow2 L2 tables cached; -v: print each
+ *   request as it is submitted). dump opens the image readonly.
  *
  * Every written sector is self-describing: a magic, the run's nonce, the
  * write's sequence number and the sector number, then bytes derived from
@@ -73,7 +74,7 @@ enum { DL_BASE, DL_ZERO, DL_ANY, DL_SEQ0 };
 struct dl_opts {
 	const char *mode, *format, *image, *base, *journal, *out, *mix;
 	unsigned queues, depth;
-	bool direct;
+	bool direct, verbose;
 	uint64_t seed, ops, l2_cache;
 };
 
@@ -456,6 +457,10 @@ static void dl_submit(struct dl *d, struct dl_slot *sl, const struct dl_op *op)
 		       op->kind == DL_WRITE ? 'w' : 'z');
 	else if (op->kind == DL_FLUSH)
 		dl_log(d, "f %llu\n", (unsigned long long)op->seq);
+	if (d->o.verbose)
+		printf("%s seq=%llu queue=%u sector=%llu sectors=%llu%s\n", dl_kind_name[op->kind],
+		       (unsigned long long)op->seq, op->q, (unsigned long long)op->sector,
+		       (unsigned long long)op->nsect, op->kind == DL_ZEROES && op->unmap ? " unmap" : "");
 	ret = virtio_guest_blk_submit(&d->s.guest, op->q, &sl->r, indirect, sl);
 	if (ret < 0)
 		dl_fail("queue %u: cannot add a request: %s", op->q, strerror(-ret));
@@ -873,7 +878,7 @@ static int dl_verify(const struct dl_opts *o)
 static void dl_usage(void)
 {
 	fprintf(stderr, "usage: diskload crash|workload|dump|verify -F FMT -i IMAGE [-b BASE] [-j JOURNAL]\n"
-			"       [-o OUT] [-n OPS] [-m MIX] [-q QUEUES] [-d DEPTH] [-s SEED] [-c] [-l L2_CACHE]\n");
+			"       [-o OUT] [-n OPS] [-m MIX] [-q QUEUES] [-d DEPTH] [-s SEED] [-c] [-l L2_CACHE] [-v]\n");
 	exit(1);
 }
 
@@ -884,7 +889,7 @@ static void dl_parse(struct dl_opts *o, int argc, char **argv)
 	*o = (struct dl_opts){ .mode = argc > 1 ? argv[1] : "", .format = "raw", .queues = 4,
 			       .depth = 8, .mix = "wwwwwwzrrf",
 			       .seed = clock_ns() ^ (uint64_t)getpid() << 32 };
-	while ((c = getopt(argc - 1, argv + 1, "F:i:b:j:o:n:m:q:d:s:cl:")) != -1) {
+	while ((c = getopt(argc - 1, argv + 1, "F:i:b:j:o:n:m:q:d:s:cl:v")) != -1) {
 		switch (c) {
 		case 'F': o->format = optarg; break;
 		case 'i': o->image = optarg; break;
@@ -898,6 +903,7 @@ static void dl_parse(struct dl_opts *o, int argc, char **argv)
 		case 's': o->seed = strtoull(optarg, NULL, 0); break;
 		case 'c': o->direct = true; break;
 		case 'l': o->l2_cache = strtoull(optarg, NULL, 0); break;
+		case 'v': o->verbose = true; break;
 		default: dl_usage();
 		}
 	}
