@@ -206,8 +206,10 @@ int qcow2_op_child(struct qcow2_op *parent, enum qcow2_op_kind kind, uint64_t of
 	parent->resume = resume;
 	if (kind == QCOW2_OP_READ)
 		qcow2_read_start(op);
-	else
+	else if (kind == QCOW2_OP_WRITE)
 		qcow2_write_start(op);
+	else
+		qcow2_flush_start(op);
 	return 0;
 }
 

@@ -370,8 +370,9 @@ void qcow2_unpin_all(struct qcow2_op *op);
 /* Ends op with res: calls the caller's done (never inside the submitting
  * call), or resumes the parent. Frees op. Owner thread, no lock. */
 void qcow2_op_end(struct qcow2_op *op, int res);
-/* An internal op of kind on parent's loop over [off, off + len) with one
- * buffer; its end resumes parent with op->wres. 0 or -errno. */
+/* An internal op of kind (read, write, flush) on parent's loop over
+ * [off, off + len) with one buffer; its end resumes parent (resume, with
+ * its result in parent->wres). 0 or -errno. */
 int qcow2_op_child(struct qcow2_op *parent, enum qcow2_op_kind kind, uint64_t off, uint64_t len,
 		   void *buf, void (*resume)(struct qcow2_op *op));
 /* The current run (op->map.len bytes from op->pos) is done: res 0 moves

@@ -309,19 +309,34 @@ static int qcow2_write_alloc_run(struct qcow2_op *op)
 
 /* ---- writes ---- */
 
+/* Whether the caches hold twice their limit of tables that cannot be
+ * evicted (dirty ones, mostly): then a writer writes them back first, so
+ * a guest that never flushes cannot grow them without bound. */
+static bool qcow2_write_throttle(const struct qcow2 *q) REQUIRES(&q->lock)
+{
+	/* The margin is for tables pinned or loading for requests in flight. */
+	return q->l2c.n >= 2 * q->l2c.cap + 64 || q->rbc.n >= 2 * q->rbc.cap + 64;
+}
+
 static void qcow2_write_step(struct qcow2_op *op)
 {
 	struct qcow2 *q = op->q;
+	bool throttle;
 	int ret;
 
 	while (op->pos < op->end) {
 		mutex_lock(&q->lock);
 		qcow2_activate(q, op);
 		op->wres = 0;
-		ret = qcow2_write_prepare(q, op);
+		throttle = qcow2_write_throttle(q) && !q->broken;
+		ret = throttle ? QCOW2_WAIT : qcow2_write_prepare(q, op);
 		if (ret != QCOW2_WAIT)
 			qcow2_unpin_all(op);
 		mutex_unlock(&q->lock);
+		if (throttle)
+			ret = qcow2_op_child(op, QCOW2_OP_FLUSH, 0, 0, NULL, qcow2_write_resume);
+		if (throttle && !ret)
+			return;
 		if (ret == QCOW2_INPLACE)
 			ret = qcow2_op_run(op, true);
 		else if (ret == QCOW2_ALLOC)
@@ -445,7 +460,7 @@ static void qcow2_zero_step(struct qcow2_op *op)
 {
 	struct qcow2 *q = op->q;
 	uint64_t entry = qcow2_zero_entry(q, op->zmode), len;
-	bool whole;
+	bool whole, throttle;
 	int ret = 0;
 
 	while (op->pos < op->end && !ret) {
@@ -456,11 +471,17 @@ static void qcow2_zero_step(struct qcow2_op *op)
 		}
 		mutex_lock(&q->lock);
 		qcow2_activate(q, op);
-		ret = q->broken ? q->broken : qcow2_zero_clusters(q, op, entry, len);
+		throttle = qcow2_write_throttle(q) && !q->broken;
+		ret = q->broken ? q->broken : throttle ? QCOW2_WAIT :
+		      qcow2_zero_clusters(q, op, entry, len);
 		if (ret != QCOW2_WAIT)
 			qcow2_unpin_all(op);
 		mutex_unlock(&q->lock);
-		if (!ret)
+		if (throttle)
+			ret = qcow2_op_child(op, QCOW2_OP_FLUSH, 0, 0, NULL, qcow2_zero_resume);
+		if (throttle && !ret)
+			ret = QCOW2_WAIT;
+		else if (!ret)
 			op->pos += len;
 	}
 	if (ret != QCOW2_WAIT)
