@@ -12,8 +12,9 @@
 #     raw view of the image).
 # Rounds continue on the same image (reopening what the last kill left)
 # and start a fresh one every IMAGE_ROUNDS, cycling cluster sizes (512 B
-# to 2 MiB), compat 1.1 and 0.10, and backing files (none, qcow2, raw)
-# under the qcow2 overlay; raw rounds also run with cache = none. A few raw rounds come
+# to 2 MiB), compat 1.1 and 0.10, backing files (none, qcow2, raw) under
+# the qcow2 overlay, and l2_cache default or 64K; raw rounds also run with
+# cache = none. A few raw rounds come
 # first: they pass unless the harness itself is broken. Once per run the
 # oracle is shown to bite: one durable sector changed in a copy of the
 # image must fail verify.
@@ -49,7 +50,8 @@ fill() {
 }
 
 # new_image N: a fresh image for round N in img (format fmt), with the
-# round's cluster size, compat and backing file; base is its contents.
+# round's cluster size, compat, backing file and L2 cache size (l2); base
+# is its contents.
 new_image() {
 	local i=$(($1 / IMAGE_ROUNDS)) cs compat=1.1 kind
 	cs=${clusters[$((i % ${#clusters[@]}))]}
@@ -59,9 +61,12 @@ new_image() {
 	back=
 	img=$QT_TMP/disk.$fmt
 	desc="format $fmt"
+	l2=0
 	if [ "$fmt" = raw ]; then
 		qemu-img create -q -f raw "$img" $SIZE && fill "$img" raw
 	else
+		# Every other image with the smallest L2 cache: evictions all the time.
+		l2=$((i % 2 * 65536))
 		if [ "$kind" != none ]; then
 			back=$QT_TMP/back.$kind
 			qemu-img create -q -f "$kind" "$back" $SIZE && fill "$back" "$kind"
@@ -69,7 +74,7 @@ new_image() {
 		(cd "$QT_TMP" && qemu-img create -q -f qcow2 -o "cluster_size=$cs,compat=$compat" \
 			${back:+-b "${back##*/}" -F "$kind"} disk.qcow2 $SIZE) ||
 			qt_fail "qemu-img create failed"
-		desc+=", cluster_size=$cs, compat=$compat, backing ${back:+$kind}${back:-none}"
+		desc+=", cluster_size=$cs, compat=$compat, backing ${back:+$kind}${back:-none}, l2_cache $l2"
 	fi
 	qt_raw "$img" "$fmt" "$base"
 }
@@ -82,7 +87,7 @@ run_killed() {
 	[ $(($1 % 3)) = 2 ] && [ "$fmt" = raw ] && cache=-c
 	mkfifo "$QT_SHM/ready"
 	"$DISKLOAD" crash -F "$fmt" -i "$img" -b "$base" -j "$journal" -s "$RANDOM$RANDOM$1" \
-		$cache >"$QT_SHM/ready" 2>"$QT_SHM/err" &
+		-l $l2 $cache >"$QT_SHM/ready" 2>"$QT_SHM/err" &
 	pid=$!
 	exec 3<"$QT_SHM/ready"
 	read -r -t 20 line <&3
