@@ -412,13 +412,33 @@ static int qcow2_zero_clusters(struct qcow2 *q, struct qcow2_op *op, uint64_t en
 /* The partial-cluster part [op->pos, op->pos + len), or whole clusters
  * of a v2 image with a backing file: written with zeros by an internal
  * write, unless the request is a discard. */
-static int qcow2_zero_write(struct qcow2_op *op, uint64_t len)
+/* Whether the part [op->pos, op->pos + len) of one cluster reads as zeros
+ * already (a zero cluster, or unallocated with nothing behind it), in
+ * *zero. 0, QCOW2_WAIT or -errno. */
+static int qcow2_zero_already(struct qcow2 *q, struct qcow2_op *op, uint64_t len, bool *zero)
 {
+	struct qcow2_map m;
 	int ret;
 
-	if (op->zmode == BLOCK_DISCARD) {
-		op->pos += len;
-		return 0;
+	mutex_lock(&q->lock);
+	qcow2_activate(q, op);
+	ret = qcow2_read_map(q, op, op->pos, len, qcow2_zero_resume, &m);
+	if (ret != QCOW2_WAIT)
+		qcow2_unpin_all(op);
+	mutex_unlock(&q->lock);
+	*zero = m.kind == QCOW2_ZEROES ||
+		(m.kind == QCOW2_UNALLOC && (!q->backing || op->pos >= q->backing_size));
+	return ret;
+}
+
+static int qcow2_zero_write(struct qcow2_op *op, uint64_t len)
+{
+	bool zero = op->zmode == BLOCK_DISCARD;
+	int ret = zero ? 0 : qcow2_zero_already(op->q, op, len, &zero);
+
+	if (ret || zero) {
+		op->pos += ret ? 0 : len;
+		return ret;
 	}
 	if (op->cow_len < len) {
 		free(op->cow);

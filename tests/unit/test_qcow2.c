@@ -684,6 +684,72 @@ static void test_refcount_widths(void)
 	}
 }
 
+/* A disk whose size is not a multiple of the cluster size, over a shorter
+ * backing file; and partial zeroing of clusters that read as zeros
+ * already allocates nothing. */
+static void test_odd_size(void)
+{
+	char g[PATH_MAX];
+	uint64_t before;
+	struct model m;
+	struct block *b;
+	unsigned n;
+
+	path_of(g, "odd.qcow2");
+	SH("qemu-img create -q -f qcow2 -o cluster_size=65536 oddb.qcow2 3000k && "
+	   "qemu-io -f qcow2 -c 'write -P 0x3c 0 3000k' oddb.qcow2 >/dev/null && "
+	   "qemu-img create -q -f qcow2 -o cluster_size=65536 -b oddb.qcow2 -F qcow2 odd.qcow2 4500k");
+	model_init(&m, g, 4500 * KiB, 64 * KiB, true, P("oddb.qcow2"));
+	b = open_q(g, false);
+	if (!b)
+		return;
+	before = file_size(g);
+	CHECK_I(run_op(b, OP_ZEROES, NULL, 0, 4100 * KiB, 8 * KiB), 0);
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	CHECK_U(file_size(g), before);
+	for (n = 0; n < 300; n++)
+		random_op(b, &m, 70);
+	CHECK_I(run_op(b, OP_ZEROES, NULL, 0, 4500 * KiB - 1024, 1024), 0);
+	memset(m.data + 4500 * KiB - 1024, 0, 1024);
+	model_verify(b, &m, g, "odd size");
+	model_free(&m);
+}
+
+/* A release that would take a count below zero (the image says a cluster
+ * in use is free) marks the image broken: writes and flushes fail, reads
+ * go on. */
+static void test_refcount_underflow(void)
+{
+	char g[PATH_MAX];
+	uint64_t l2, e, rb;
+	struct block *b;
+
+	path_of(g, "under.qcow2");
+	SH("seq 1 100000 | head -c 64k > under.raw && "
+	   "qemu-img convert -c -O qcow2 -o cluster_size=4096 under.raw under.qcow2");
+	l2 = be64_at(g, be64_at(g, 40)) & 0x00fffffffffffe00ULL;
+	e = be64_at(g, l2);
+	rb = be64_at(g, be64_at(g, 48));
+	CHECK(e >> 62 == 1, "the first cluster is not compressed: %llx", (unsigned long long)e);
+	/* 4 KiB clusters: the offset is the low 58 bits; 16-bit refcounts.
+	 * The first host cluster of compressed data holds three guest
+	 * clusters; say it holds one, and overwrite two. */
+	file_write(g, "\0\1", 2, rb + ((e & ((1ULL << 58) - 1)) >> 12) * 2);
+	b = open_q(g, false);
+	if (!b)
+		return;
+	CHECK_I(wr(b, zeros, 4096, 0), 0);
+	CHECK_I(wr(b, zeros, 4096, 4096), 0);
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	run_op(b, OP_FLUSH, NULL, 0, 0, 0);
+	CHECK_I(wr(b, zeros, 4096, 8192), -EIO);
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), -EIO);
+	CHECK_I(rd(b, buf, 4096, 2 * 4096), 0);
+	file_read(P("under.raw"), ref, 4096, 2 * 4096);
+	CHECK(!memcmp(buf, ref, 4096), "reads of a broken image go wrong");
+	block_close(b);
+}
+
 /* Discarded clusters are reused once two flushes made it safe. */
 static void test_reuse(void)
 {
@@ -1350,6 +1416,8 @@ int main(void)
 	test_l1_growth();
 	test_refcount_widths();
 	test_reuse();
+	test_odd_size();
+	test_refcount_underflow();
 	test_release_gate();
 	test_throttle();
 	test_crash_copies();
