@@ -126,7 +126,8 @@ static void qcow2_op_free(struct qcow2_op *op)
 		qcow2_deactivate(q, op);
 		mutex_unlock(&q->lock);
 	}
-	free(op->vec);
+	if (op->vec != op->vec_inline)
+		free(op->vec);
 	free(op->cbuf);
 	free(op->ubuf);
 	free(op->cow);
@@ -269,7 +270,8 @@ int qcow2_op_slice(struct qcow2_op *op, unsigned nhead, uint64_t off, uint64_t l
 
 	if (!op->vec) {
 		op->vec_cap = op->niov + 3;
-		op->vec = malloc(op->vec_cap * sizeof(*op->vec));
+		op->vec = op->vec_cap <= ARRAY_SIZE(op->vec_inline) ? op->vec_inline :
+			  malloc(op->vec_cap * sizeof(*op->vec));
 		if (!op->vec)
 			return -ENOMEM;
 	}

@@ -328,8 +328,9 @@ struct qcow2_op {
 
 	/* the current run */
 	struct qcow2_map map;
-	struct iovec *vec;		/* slice of iov, plus COW buffers */
-	unsigned nvec, vec_cap;
+	struct iovec *vec;		/* slice of iov, plus COW buffers: */
+	unsigned nvec, vec_cap;		/* vec_inline, or allocated if larger */
+	struct iovec vec_inline[8];
 	struct loop_io io;
 	uint64_t io_off;		/* next host offset of a transfer */
 	uint64_t io_left;
