@@ -74,7 +74,7 @@ new_image() {
 		(cd "$QT_TMP" && qemu-img create -q -f qcow2 -o "cluster_size=$cs,compat=$compat" \
 			${back:+-b "${back##*/}" -F "$kind"} disk.qcow2 $SIZE) ||
 			qt_fail "qemu-img create failed"
-		desc+=", cluster_size=$cs, compat=$compat, backing ${back:+$kind}${back:-none}, l2_cache $l2"
+		desc+=", cluster_size=$cs, compat=$compat, backing $kind, l2_cache $l2"
 	fi
 	qt_raw "$img" "$fmt" "$base"
 }
