@@ -8,6 +8,9 @@
 
 QT_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DISKLOAD=$QT_REPO/build/${QCOW2_VARIANT:-musl}/tests/qcow2/diskload
+# A data race ends diskload at once, so that a run that is then killed
+# still fails.
+export TSAN_OPTIONS="halt_on_error=1 ${TSAN_OPTIONS:-}"
 
 qt_skip() { echo "SKIP: $*"; exit 77; }
 qt_fail() { echo "FAIL: $*"; exit 1; }
