@@ -84,10 +84,16 @@ void qcow2_wake_all(struct qcow2_op **list, int res)
 	}
 }
 
+/* A step needs at most a few tables at once, the last ones it waited
+ * for: when the slots are full the oldest pin goes, so a request whose
+ * search walked past many tables still keeps the ones it needs now. */
 void qcow2_pin(struct qcow2_op *op, struct qcow2_table *t)
 {
-	if (op->npins == ARRAY_SIZE(op->pins))
-		return;
+	if (op->npins == ARRAY_SIZE(op->pins)) {
+		op->pins[0]->pins--;
+		memmove(op->pins, op->pins + 1, sizeof(op->pins) - sizeof(op->pins[0]));
+		op->npins--;
+	}
 	t->pins++;
 	op->pins[op->npins++] = t;
 }

@@ -223,7 +223,9 @@ struct qcow2 {
 	bool rt_moved;
 	struct qcow2_cache l2c, rbc;
 	uint64_t host_clusters;		/* clusters of the file, grown by allocation */
-	uint64_t free_hint;		/* no free cluster below it */
+	uint64_t alloc_next;		/* where the next search for free clusters
+					 * starts: after the last allocation, or
+					 * lower once clusters are released */
 	struct qcow2_alloc *allocs;
 	struct qcow2_op *active;	/* started requests, oldest first */
 	struct qcow2_op *active_tail;
@@ -257,6 +259,9 @@ void qcow2_cache_destroy(struct qcow2_cache *c);
  */
 int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, struct qcow2_op *op,
 		    void (*resume)(struct qcow2_op *op), struct qcow2_table **out) REQUIRES(&q->lock);
+/* The table at off if it is READY, else NULL; loads nothing, waits for
+ * nothing (for callers that made it resident earlier under the lock). */
+struct qcow2_table *qcow2_cache_ready(struct qcow2_cache *c, uint64_t off);
 /* A zeroed, dirty table for a newly allocated cluster at off. */
 int qcow2_cache_new(struct qcow2 *q, struct qcow2_cache *c, uint64_t off,
 		    struct qcow2_table **out) REQUIRES(&q->lock);
@@ -325,6 +330,8 @@ struct qcow2_op {
 	int wres;			/* the waker's result, under q->lock */
 	struct qcow2_table *pins[4];	/* tables pinned for the next step */
 	unsigned npins;
+	uint64_t scan_from;		/* a search for free clusters that waited
+					 * goes on from here (0: none) */
 
 	/* the current run */
 	struct qcow2_map map;

@@ -211,6 +211,16 @@ int qcow2_cache_get(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, struct
 	return QCOW2_WAIT;
 }
 
+struct qcow2_table *qcow2_cache_ready(struct qcow2_cache *c, uint64_t off)
+{
+	struct qcow2_table *t = qcow2_cache_find(c, off);
+
+	if (!t || t->state != QCOW2_T_READY)
+		return NULL;
+	t->ref = true;
+	return t;
+}
+
 int qcow2_cache_new(struct qcow2 *q, struct qcow2_cache *c, uint64_t off, struct qcow2_table **out)
 {
 	struct qcow2_table *t;

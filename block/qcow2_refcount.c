@@ -1,8 +1,9 @@
 /*
  * qcow2 refcounts: reading and changing a cluster's count in its refcount
- * block, allocating runs of free host clusters (first fit from a cursor,
- * creating refcount blocks and growing the refcount table as the file
- * grows), and dropping references once it is safe.
+ * block, allocating runs of free host clusters (next fit from a cursor
+ * that releases move back, creating refcount blocks and growing the
+ * refcount table as the file grows), and dropping references once it is
+ * safe.
  *
  * Allocation only ever raises a count from 0 to 1, in memory, before
  * anything points at the cluster, so a writeback that saves the refcount
@@ -24,6 +25,7 @@
  * request (or writeback) that needs it; a missing refcount block is loaded
  * on that request's loop (QCOW2_WAIT).
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -104,8 +106,10 @@ static int qcow2_rb_create(struct qcow2 *q, uint64_t c, uint64_t ri)
 	return 0;
 }
 
-/* Counts clusters [first, first + n) as used; their blocks are in memory. */
-static void qcow2_rc_mark(struct qcow2 *q, struct qcow2_op *op, uint64_t first, uint64_t n)
+/* Counts clusters [first, first + n) as used; their blocks are in memory
+ * (a block that is not means a bug here: the image is marked broken
+ * rather than left with uncounted clusters). */
+static int qcow2_rc_mark(struct qcow2 *q, uint64_t first, uint64_t n)
 	REQUIRES(&q->lock)
 {
 	struct qcow2_table *t = NULL;
@@ -114,11 +118,15 @@ static void qcow2_rc_mark(struct qcow2 *q, struct qcow2_op *op, uint64_t first, 
 	for (c = first; c < first + n; c++) {
 		if (c >> q->rb_bits != cur) {
 			cur = c >> q->rb_bits;
-			qcow2_cache_get(q, &q->rbc, q->rt[cur], op, NULL, &t);
+			t = qcow2_cache_ready(&q->rbc, q->rt[cur]);
+			if (!t)
+				return q->broken = qcow2_corrupt(q, "a refcount block left the cache while in use",
+								 q->rt[cur]);
 		}
 		qcow2_rc_set(q, t, c, 1);
 	}
 	qcow2_grow_host(q, first + n);
+	return 0;
 }
 
 /* Blocks missing for the ranges that clusters [p, p + m + n) span, where m
@@ -157,22 +165,42 @@ static int qcow2_rc_resident(struct qcow2 *q, struct qcow2_op *op, uint64_t p, u
 	return 0;
 }
 
+/* Pins (d = 1) or unpins (d = -1) the blocks that existed before a
+ * placement at cluster p, for the ranges [p, p + len) spans: new blocks
+ * must not push them out of the cache before their counts are set. They
+ * are in memory (qcow2_rc_resident) and lie below p; new ones from p on. */
+static void qcow2_rc_hold(struct qcow2 *q, uint64_t p, uint64_t len, int d)
+	REQUIRES(&q->lock)
+{
+	struct qcow2_table *t;
+	uint64_t ri;
+
+	for (ri = p >> q->rb_bits; ri <= (p + len - 1) >> q->rb_bits; ri++) {
+		if (ri < q->rt_size && q->rt[ri] && q->rt[ri] < p << q->cluster_bits &&
+		    (t = qcow2_cache_ready(&q->rbc, q->rt[ri])))
+			t->pins += (unsigned)d;
+	}
+}
+
 /* Puts the m missing blocks of the ranges that [p, p + m + n) spans at
- * p, p + 1, ... and counts all m + n clusters. The table reaches them. */
-static int qcow2_rc_place(struct qcow2 *q, struct qcow2_op *op, uint64_t p, uint64_t m,
-			  uint64_t n)
+ * p, p + 1, ... and counts all m + n clusters. The table reaches them and
+ * the existing blocks are in memory. A failure here (no memory for a
+ * table) leaves blocks without counts: the image is broken. */
+static int qcow2_rc_place(struct qcow2 *q, uint64_t p, uint64_t m, uint64_t n)
 	REQUIRES(&q->lock)
 {
 	uint64_t ri, i = 0;
-	int ret;
+	int ret = 0;
 
-	for (ri = p >> q->rb_bits; ri <= (p + m + n - 1) >> q->rb_bits; ri++) {
+	qcow2_rc_hold(q, p, m + n, 1);
+	for (ri = p >> q->rb_bits; !ret && ri <= (p + m + n - 1) >> q->rb_bits; ri++)
 		ret = q->rt[ri] ? 0 : qcow2_rb_create(q, p + i++, ri);
-		if (ret)
-			return ret;
-	}
-	qcow2_rc_mark(q, op, p, m + n);
-	return 0;
+	if (!ret)
+		ret = qcow2_rc_mark(q, p, m + n);
+	qcow2_rc_hold(q, p, m + n, -1);
+	if (ret)
+		q->broken = ret;
+	return ret;
 }
 
 /* Moves the refcount table to the end of the file, at p = host_clusters
@@ -214,10 +242,7 @@ static int qcow2_rt_grow(struct qcow2 *q, struct qcow2_op *op, uint64_t need,
 	q->rt_moved = true;
 	qcow2_rt_dirty(q, 0);
 	qcow2_rt_dirty(q, q->rt_size - 1);
-	ret = qcow2_rc_place(q, op, p, m, k);
-	if (ret)
-		q->broken = ret;	/* a table without its counts */
-	return ret;
+	return qcow2_rc_place(q, p, m, k);
 }
 
 /* Appends n clusters at the end of the file, after the refcount blocks
@@ -241,7 +266,7 @@ static int qcow2_rc_append(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 	}
 	ret = qcow2_rc_resident(q, op, p, m + n, resume);
 	if (!ret)
-		ret = qcow2_rc_place(q, op, p, m, n);
+		ret = qcow2_rc_place(q, p, m, n);
 	if (!ret)
 		*start = p + m;
 	return ret;
@@ -250,18 +275,22 @@ static int qcow2_rc_append(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 /* qcow2_rc_scan found no run before the end of the file. */
 #define QCOW2_RC_NONE 2
 
-/* First fit from the cursor among clusters whose refcount blocks exist:
- * 0 with the run in *start, QCOW2_RC_NONE when there is none before the
- * end of the file (then the caller appends), QCOW2_WAIT or -errno. */
+/* The first run of n free clusters from the cursor, among clusters whose
+ * refcount blocks exist: 0 with the run in *start, QCOW2_RC_NONE when
+ * there is none before the end of the file (then the caller appends),
+ * QCOW2_WAIT or -errno. A search that waits for a block goes on where it
+ * was when it resumes, so one that walks more blocks than the cache holds
+ * still ends. */
 static int qcow2_rc_scan(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 			 void (*resume)(struct qcow2_op *op), uint64_t *start)
 	REQUIRES(&q->lock)
 {
-	uint64_t c, ri, cur = UINT64_MAX;
+	uint64_t c = q->alloc_next > op->scan_from ? q->alloc_next : op->scan_from;
+	uint64_t ri, cur = UINT64_MAX;
 	struct qcow2_table *t = NULL;
 	int ret;
 
-	for (*start = c = q->free_hint; c - *start < n; c++) {
+	for (*start = c; c - *start < n; c++) {
 		ri = c >> q->rb_bits;
 		if (ri >= q->rt_size || !q->rt[ri]) {
 			if (c >= q->host_clusters)
@@ -272,15 +301,14 @@ static int qcow2_rc_scan(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 		}
 		if (ri != cur) {
 			ret = qcow2_cache_get(q, &q->rbc, q->rt[ri], op, resume, &t);
-			if (ret)
+			if (ret) {
+				op->scan_from = *start;
 				return ret;
+			}
 			cur = ri;
 		}
-		if (!qcow2_rc_get(q, t, c))
-			continue;
-		if (c == q->free_hint)
-			q->free_hint = c + 1;
-		*start = c + 1;
+		if (qcow2_rc_get(q, t, c))
+			*start = c + 1;
 	}
 	return 0;
 }
@@ -295,16 +323,18 @@ int qcow2_refcount_alloc(struct qcow2 *q, struct qcow2_op *op, uint64_t n,
 	if (ret == QCOW2_RC_NONE)
 		ret = qcow2_rc_append(q, op, n, resume, &start);
 	else if (!ret) {
-		/* The scan may have loaded one block of the run after another. */
+		/* Loading the run's second block may have pushed out its first. */
 		for (ri = start >> q->rb_bits; !ret && ri <= (start + n - 1) >> q->rb_bits; ri++)
 			ret = qcow2_cache_get(q, &q->rbc, q->rt[ri], op, resume, &t);
+		if (ret == QCOW2_WAIT)
+			op->scan_from = start;
 		if (!ret)
-			qcow2_rc_mark(q, op, start, n);
+			ret = qcow2_rc_mark(q, start, n);
 	}
 	if (ret)
 		return ret;
-	if (q->free_hint == start)
-		q->free_hint = start + n;
+	op->scan_from = 0;
+	q->alloc_next = start + n;
 	*host = start << q->cluster_bits;
 	return 0;
 }
@@ -375,8 +405,8 @@ int qcow2_refcount_apply(struct qcow2 *q, struct qcow2_op *op, void (*resume)(st
 						  f->cluster << q->cluster_bits);
 		else
 			qcow2_rc_set(q, t, f->cluster, rc - 1);
-		if (rc == 1 && f->cluster < q->free_hint)
-			q->free_hint = f->cluster;
+		if (rc == 1 && f->cluster < q->alloc_next)
+			q->alloc_next = f->cluster;
 		*f = q->frees[--q->nfrees];
 	}
 	return 0;

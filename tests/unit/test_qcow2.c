@@ -750,6 +750,33 @@ static void test_refcount_underflow(void)
 	block_close(b);
 }
 
+/* The smallest caches against 512-byte clusters, on an image with data
+ * scattered over 64 MiB: a search for free clusters walks far more
+ * refcount blocks than the cache holds (it must go on where it was after
+ * each load), and new refcount blocks must not push out the ones the same
+ * allocation is counting in. */
+static void test_cache_pressure(void)
+{
+	char g[PATH_MAX];
+	struct model m;
+	struct block *b;
+	unsigned n;
+
+	path_of(g, "press.qcow2");
+	SH("qemu-img create -q -f qcow2 -o cluster_size=512 press.qcow2 64M && "
+	   "qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' -c 'write -P 0x6b 5M 64k' "
+	   "-c 'write -P 0x77 40M 4M' -c 'write -z 41M 1M' -c 'write -z -u 42M 1M' "
+	   "-c 'discard 43M 512k' -c 'write -c -P 0x42 16M 512' press.qcow2 >/dev/null");
+	model_init(&m, g, 64 * MiB, 512, true, NULL);
+	b = open_fmt(g, BLOCK_FORMAT_QCOW2, false, 64 * KiB);
+	for (n = 0; b && n < 3000; n++)
+		random_op(b, &m, 85);
+	if (b)
+		model_verify(b, &m, g, "cache pressure");
+	model_free(&m);
+	unlink(g);
+}
+
 /* Discarded clusters are reused once two flushes made it safe. */
 static void test_reuse(void)
 {
@@ -1416,6 +1443,7 @@ int main(void)
 	test_l1_growth();
 	test_refcount_widths();
 	test_reuse();
+	test_cache_pressure();
 	test_odd_size();
 	test_refcount_underflow();
 	test_release_gate();
