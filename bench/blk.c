@@ -49,10 +49,10 @@
  *   preempt_per_s        involuntary ones per second: other load took
  *                        the CPU
  *
- *   blk [-f FILE [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] [-d DEPTH]
+ *   blk [-f FILE [-F raw|qcow2] [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] [-d DEPTH]
  *       [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] [-i | -C [-P FIRST_CPU]]
  *
- * -c opens FILE with cache = none (O_DIRECT); -n uses format = null; -r
+ * -F gives FILE's format (raw by default); -c opens FILE with cache = none (O_DIRECT); -n uses format = null; -r
  * runs a fixed number of requests with no warm-up; -i runs the device's
  * loops on the driver's thread instead of IOThreads (for callgrind: the
  * device's share is what runs inside loop_run_once); -C (above) goes with
@@ -84,6 +84,7 @@ enum bench_phase { BENCH_WARMUP, BENCH_MEASURE, BENCH_STOP };
 
 struct bench_opts {
 	const char *path;
+	enum block_format format;	/* of path */
 	uint64_t null_size;
 	bool write, direct;
 	unsigned queues, iothreads, depth, bs;
@@ -158,7 +159,7 @@ static enum bench_phase bench_phase_now(struct bench *b)
 
 static void bench_usage(void)
 {
-	fprintf(stderr, "usage: blk [-f FILE [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] "
+	fprintf(stderr, "usage: blk [-f FILE [-F FORMAT] [-c] | -n BYTES] [-w] [-q QUEUES] [-t IOTHREADS] "
 			"[-d DEPTH] [-b BLOCK] [-s SECONDS | -r REQUESTS] [-p POLL_NS] "
 			"[-i | -C [-P FIRST_CPU]]\n");
 	exit(2);
@@ -170,9 +171,14 @@ static void bench_parse(struct bench_opts *o, int argc, char **argv)
 
 	*o = (struct bench_opts){ .queues = 1, .iothreads = 1, .depth = 16, .bs = 4096,
 				  .seconds = 5 };
-	while ((c = getopt(argc, argv, "f:cn:wq:t:d:b:s:r:p:iCP:")) != -1) {
+	while ((c = getopt(argc, argv, "f:F:cn:wq:t:d:b:s:r:p:iCP:")) != -1) {
 		switch (c) {
 		case 'f': o->path = optarg; break;
+		case 'F':
+			if (strcmp(optarg, "raw") && strcmp(optarg, "qcow2"))
+				bench_usage();
+			o->format = strcmp(optarg, "raw") ? BLOCK_FORMAT_QCOW2 : BLOCK_FORMAT_RAW;
+			break;
 		case 'c': o->direct = true; break;
 		case 'n': o->null_size = strtoull(optarg, NULL, 0); break;
 		case 'w': o->write = true; break;
@@ -206,7 +212,7 @@ static bool bench_pinned(const struct bench_opts *o)
 static void bench_setup(struct bench *b)
 {
 	struct blk_stack_params p = {
-		.path = b->o.path, .null_size = b->o.null_size, .direct = b->o.direct,
+		.path = b->o.path, .format = b->o.format, .null_size = b->o.null_size, .direct = b->o.direct,
 		.num_queues = b->o.queues, .n_iothreads = b->o.iothreads,
 		.queue_size = BENCH_QSIZE, .poll_max_ns = b->o.poll_ns,
 		.inline_loops = b->o.inline_loops,
