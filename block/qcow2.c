@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,18 +107,95 @@ void qcow2_unpin_all(struct qcow2_op *op)
 
 /* ---- ops ---- */
 
+/*
+ * Freed ops wait in a short list of their thread for the next request:
+ * musl's allocator hands a group of freed ops back to the kernel and maps
+ * it again on the next burst, an munmap (with a TLB shootdown) every few
+ * requests that costs more than the whole lookup. An op is made and freed
+ * on its loop's thread. ASan builds free every op, so its lifetime stays
+ * checked.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define QCOW2_OP_POOL 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define QCOW2_OP_POOL 0
+#endif
+#endif
+#ifndef QCOW2_OP_POOL
+#define QCOW2_OP_POOL 64
+#endif
+
+struct qcow2_op_pool {
+	struct qcow2_op *head;		/* linked through wnext */
+	unsigned n;
+	bool registered;		/* its thread frees it on exit */
+};
+
+static _Thread_local struct qcow2_op_pool qcow2_pool;
+static pthread_key_t qcow2_pool_key;
+static pthread_once_t qcow2_pool_once = PTHREAD_ONCE_INIT;
+
+static void qcow2_pool_drain(void *arg)
+{
+	struct qcow2_op_pool *p = arg;
+	struct qcow2_op *op;
+
+	while ((op = p->head)) {
+		p->head = op->wnext;
+		free(op);
+	}
+	p->n = 0;
+}
+
+static void qcow2_pool_key_init(void)
+{
+	if (pthread_key_create(&qcow2_pool_key, qcow2_pool_drain))
+		qcow2_pool_key = (pthread_key_t)-1;
+}
+
+static void qcow2_pool_put(struct qcow2_op *op)
+{
+	struct qcow2_op_pool *p = &qcow2_pool;
+
+	if (p->n + 1 > QCOW2_OP_POOL) {
+		free(op);
+		return;
+	}
+	if (!p->registered) {
+		pthread_once(&qcow2_pool_once, qcow2_pool_key_init);
+		if (qcow2_pool_key == (pthread_key_t)-1 || pthread_setspecific(qcow2_pool_key, p)) {
+			free(op);
+			return;
+		}
+		p->registered = true;
+	}
+	op->wnext = p->head;
+	p->head = op;
+	p->n++;
+}
+
+static struct qcow2_op *qcow2_pool_get(void)
+{
+	struct qcow2_op_pool *p = &qcow2_pool;
+	struct qcow2_op *op = p->head;
+
+	if (!op)
+		return malloc(sizeof(*op));
+	p->head = op->wnext;
+	p->n--;
+	return op;
+}
+
 static struct qcow2_op *qcow2_op_new(struct qcow2 *q, struct loop *l, enum qcow2_op_kind kind,
 				     uint64_t off, uint64_t len)
 {
-	struct qcow2_op *op = calloc(1, sizeof(*op));
+	struct qcow2_op *op = qcow2_pool_get();
 
 	if (!op)
 		return NULL;
-	op->q = q;
-	op->loop = l;
-	op->kind = kind;
-	op->start = op->pos = off;
-	op->end = off + len;
+	*op = (struct qcow2_op){ .q = q, .loop = l, .kind = kind, .start = off, .pos = off,
+				 .end = off + len };
 	loop_bh_init(&op->bh, qcow2_op_bh);
 	return op;
 }
@@ -137,7 +215,7 @@ static void qcow2_op_free(struct qcow2_op *op)
 	free(op->cbuf);
 	free(op->ubuf);
 	free(op->cow);
-	free(op);
+	qcow2_pool_put(op);
 }
 
 void qcow2_activate(struct qcow2 *q, struct qcow2_op *op)
