@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ struct loop {
 	atomic_bool sleeping;		/* owner may block: writers must kick */
 	atomic_bool kicked;		/* wake_fd written during this sleep */
 	_Atomic(struct loop_bh *) bh_head; /* LIFO of pending BHs, any thread pushes */
+	atomic_uint senders;		/* threads inside loop_bh_schedule or
+					 * loop_stop: loop_free waits for them */
 
 	/* Owner thread only. */
 	struct loop_link timers;	/* armed timers by deadline, then arming order */
@@ -117,10 +120,29 @@ static void loop_sleep_finish(struct loop *l)
 	atomic_store_explicit(&l->kicked, false, memory_order_relaxed);
 }
 
+/*
+ * A sender's work can run, and its user free the loop, before the sender's
+ * kick returns: senders count themselves in for the whole call, and
+ * loop_free waits for them to leave. Entering happens before the work is
+ * published, so before anything that can lead to loop_free.
+ */
+static void loop_sender_enter(struct loop *l)
+{
+	atomic_fetch_add_explicit(&l->senders, 1, memory_order_relaxed);
+}
+
+static void loop_sender_leave(struct loop *l)
+{
+	/* Release: our last reads of l happen before loop_free's acquire. */
+	atomic_fetch_sub_explicit(&l->senders, 1, memory_order_release);
+}
+
 void loop_stop(struct loop *l)
 {
+	loop_sender_enter(l);
 	atomic_store_explicit(&l->stop, true, memory_order_relaxed);
 	loop_kick(l);
+	loop_sender_leave(l);
 }
 
 /* ---- bottom halves ---- */
@@ -139,6 +161,7 @@ void loop_bh_schedule(struct loop *l, struct loop_bh *bh)
 	 * bh->next happened before we overwrite it below. */
 	if (atomic_fetch_or_explicit(&bh->scheduled, 1, memory_order_acq_rel))
 		return;
+	loop_sender_enter(l);
 	head = atomic_load_explicit(&l->bh_head, memory_order_relaxed);
 	do {
 		bh->next = head;
@@ -147,6 +170,7 @@ void loop_bh_schedule(struct loop *l, struct loop_bh *bh)
 							memory_order_release,
 							memory_order_relaxed));
 	loop_kick(l);
+	loop_sender_leave(l);
 }
 
 static struct loop_bh *loop_bh_reverse(struct loop_bh *bh)
@@ -561,6 +585,8 @@ void loop_free(struct loop *l)
 	assert(!atomic_load_explicit(&l->running, memory_order_relaxed));
 	assert(l->n_watches == 0);
 	assert(l->io_inflight == 0);
+	while (atomic_load_explicit(&l->senders, memory_order_acquire))
+		sched_yield();
 	/* Owner rule relaxed here: after a join the caller may be any thread. */
 	atomic_store_explicit(&l->owner, pthread_self(), memory_order_relaxed);
 	loop_fd_del_internal(l, &l->wake);

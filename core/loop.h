@@ -47,7 +47,8 @@ int loop_new(const struct loop_params *p, struct loop **out);
  * Frees the loop. Called by the owner outside loop_run, or by any thread once
  * the owner thread has been joined. Every fd watch must have been removed and
  * no I/O may be in flight (asserted). Armed timers and pending BHs are
- * forgotten, never run.
+ * forgotten, never run. Waits for threads still inside loop_bh_schedule or
+ * loop_stop on l (their BH may have run already).
  */
 void loop_free(struct loop *l);
 
