@@ -353,7 +353,8 @@ struct qcow2_op {
 	struct qcow2_table *alloc_l2;	/* pinned until published */
 	uint64_t alloc_host;
 	uint64_t head, tail;		/* COW bytes before and after the data */
-	uint8_t *cow;			/* head, then tail bytes */
+	bool head_zero, tail_zero;	/* they read as zeros: nothing to read */
+	uint8_t *cow;			/* the head, then the tail, that are read */
 	size_t cow_len;
 };
 

@@ -159,13 +159,31 @@ static uint64_t qcow2_write_alloc_len(struct qcow2 *q, const struct qcow2_op *op
 	return n;
 }
 
+/* Where the COW of a partial cluster comes from when the guest sees zeros
+ * there: nothing is read, the write takes its bytes from here. Never
+ * written, so it stays in .bss. */
+static uint8_t qcow2_zeros[1U << QCOW2_MAX_CLUSTER_BITS];
+
+/* Whether the guest sees zeros in [off, off + len) of the cluster whose
+ * L2 entry is e, so its COW needs no read. */
+static bool qcow2_write_cow_zero(struct qcow2 *q, uint64_t e, uint64_t off, uint64_t len)
+	REQUIRES(&q->lock)
+{
+	struct qcow2_map m;
+
+	if (!len || qcow2_read_entry(q, e, &m))
+		return false;
+	return m.kind == QCOW2_ZEROES ||
+	       (m.kind == QCOW2_UNALLOC && (!q->backing || off >= q->backing_size));
+}
+
 /* Reserves new host clusters for the run from op->pos and marks its guest
  * clusters as being allocated; the COW sizes in op->head and op->tail. */
 static int qcow2_write_alloc(struct qcow2 *q, struct qcow2_op *op, struct qcow2_table *t)
 	REQUIRES(&q->lock)
 {
 	uint64_t gc = op->pos >> q->cluster_bits, n = qcow2_write_alloc_len(q, op, t, gc), host;
-	uint64_t run_end = (gc + n) << q->cluster_bits, data_end = op->end < run_end ? op->end : run_end;
+	uint64_t per = 1ULL << q->l2_bits, run_end = (gc + n) << q->cluster_bits, data_end = op->end < run_end ? op->end : run_end;
 	uint64_t cow_end = run_end < q->blk.size ? run_end : q->blk.size;
 	int ret = qcow2_refcount_alloc(q, op, n, qcow2_write_resume, &host);
 
@@ -179,6 +197,10 @@ static int qcow2_write_alloc(struct qcow2 *q, struct qcow2_op *op, struct qcow2_
 	op->map.len = data_end - op->pos;
 	op->head = op->pos & (q->cluster_size - 1);
 	op->tail = data_end < cow_end ? cow_end - data_end : 0;
+	op->head_zero = qcow2_write_cow_zero(q, qcow2_be64(t->data + (gc & (per - 1)) * 8),
+					     op->pos - op->head, op->head);
+	op->tail_zero = qcow2_write_cow_zero(q, qcow2_be64(t->data + ((gc + n - 1) & (per - 1)) * 8),
+					     data_end, op->tail);
 	return QCOW2_ALLOC;
 }
 
@@ -250,7 +272,18 @@ static void qcow2_write_alloc_done(struct qcow2_op *op, int res)
 	qcow2_op_advance(op, res);
 }
 
-/* The COW parts are in op->cow: writes head, data and tail as one. */
+/* The COW bytes read into op->cow, or zeros. */
+static uint8_t *qcow2_write_head_buf(struct qcow2_op *op)
+{
+	return op->head_zero ? qcow2_zeros : op->cow;
+}
+
+static uint8_t *qcow2_write_tail_buf(struct qcow2_op *op)
+{
+	return op->tail_zero ? qcow2_zeros : op->cow + (op->head_zero ? 0 : op->head);
+}
+
+/* The COW parts are in: writes head, data and tail as one. */
 static void qcow2_write_alloc_data(struct qcow2_op *op)
 {
 	unsigned head = op->head ? 1 : 0;
@@ -260,9 +293,9 @@ static void qcow2_write_alloc_data(struct qcow2_op *op)
 		ret = qcow2_op_slice(op, head, op->pos, op->map.len);
 	if (!ret) {
 		if (head)
-			op->vec[0] = (struct iovec){ op->cow, op->head };
+			op->vec[0] = (struct iovec){ qcow2_write_head_buf(op), op->head };
 		if (op->tail)
-			op->vec[op->nvec++] = (struct iovec){ op->cow + op->head, op->tail };
+			op->vec[op->nvec++] = (struct iovec){ qcow2_write_tail_buf(op), op->tail };
 		ret = qcow2_op_io(op, true, op->alloc_host, op->head + op->map.len + op->tail,
 				  qcow2_write_alloc_done);
 	}
@@ -275,9 +308,9 @@ static void qcow2_write_cow_tail(struct qcow2_op *op)
 {
 	int ret = op->wres;
 
-	if (!ret && op->tail) {
+	if (!ret && op->tail && !op->tail_zero) {
 		ret = qcow2_op_child(op, QCOW2_OP_READ, op->pos + op->map.len, op->tail,
-				     op->cow + op->head, qcow2_write_alloc_data);
+				     qcow2_write_tail_buf(op), qcow2_write_alloc_data);
 		if (!ret)
 			return;
 	}
@@ -288,16 +321,17 @@ static void qcow2_write_cow_tail(struct qcow2_op *op)
 /* Starts an allocating run: the head's old contents first. */
 static int qcow2_write_alloc_run(struct qcow2_op *op)
 {
+	uint64_t need = (op->head_zero ? 0 : op->head) + (op->tail_zero ? 0 : op->tail);
 	int ret = 0;
 
-	if (op->cow_len < op->head + op->tail) {
+	if (op->cow_len < need) {
 		free(op->cow);
-		op->cow = malloc(op->head + op->tail);
-		op->cow_len = op->cow ? op->head + op->tail : 0;
+		op->cow = malloc(need);
+		op->cow_len = op->cow ? need : 0;
 		if (!op->cow)
 			ret = -ENOMEM;
 	}
-	if (!ret && op->head)
+	if (!ret && op->head && !op->head_zero)
 		ret = qcow2_op_child(op, QCOW2_OP_READ, op->pos - op->head, op->head, op->cow,
 				     qcow2_write_cow_tail);
 	else if (!ret)
