@@ -426,6 +426,17 @@ static void qcow2_vec_advance(struct qcow2_op *op, size_t n)
 	memmove(op->vec, v, op->nvec * sizeof(*v));
 }
 
+/* A read that reached the end of the file: the rest of the clusters it
+ * reads was allocated but never written (a new cluster's zero head or
+ * tail is not), so it is zeros. */
+static void qcow2_vec_zero(struct qcow2_op *op)
+{
+	unsigned i;
+
+	for (i = 0; i < op->nvec; i++)
+		memset(op->vec[i].iov_base, 0, op->vec[i].iov_len);
+}
+
 static void qcow2_op_io_done(struct loop_io *io, int res)
 {
 	struct qcow2_op *op = container_of(io, struct qcow2_op, io);
@@ -437,6 +448,8 @@ static void qcow2_op_io_done(struct loop_io *io, int res)
 		res = qcow2_op_io_submit(op, op->io_write);
 		if (!res)
 			return;
+	} else if (res == 0 && !op->io_write) {
+		qcow2_vec_zero(op);
 	} else if (res >= 0) {
 		res = res ? 0 : -EIO;
 	}

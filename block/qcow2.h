@@ -354,6 +354,8 @@ struct qcow2_op {
 	uint64_t alloc_host;
 	uint64_t head, tail;		/* COW bytes before and after the data */
 	bool head_zero, tail_zero;	/* they read as zeros: nothing to read */
+	bool fresh;			/* the new clusters lie past everything ever
+					 * written: zeros need no writing either */
 	uint8_t *cow;			/* the head, then the tail, that are read */
 	size_t cow_len;
 };

@@ -184,11 +184,13 @@ static int qcow2_write_alloc(struct qcow2 *q, struct qcow2_op *op, struct qcow2_
 {
 	uint64_t gc = op->pos >> q->cluster_bits, n = qcow2_write_alloc_len(q, op, t, gc), host;
 	uint64_t per = 1ULL << q->l2_bits, run_end = (gc + n) << q->cluster_bits, data_end = op->end < run_end ? op->end : run_end;
-	uint64_t cow_end = run_end < q->blk.size ? run_end : q->blk.size;
+	uint64_t cow_end = run_end < q->blk.size ? run_end : q->blk.size, end = q->host_clusters;
 	int ret = qcow2_refcount_alloc(q, op, n, qcow2_write_resume, &host);
 
 	if (ret)
 		return ret;
+	/* No cluster from the end of the file on has ever been handed out. */
+	op->fresh = host >> q->cluster_bits >= end;
 	op->alloc = (struct qcow2_alloc){ .first = gc, .n = n, .next = q->allocs };
 	q->allocs = &op->alloc;
 	op->alloc_l2 = t;
@@ -283,20 +285,23 @@ static uint8_t *qcow2_write_tail_buf(struct qcow2_op *op)
 	return op->tail_zero ? qcow2_zeros : op->cow + (op->head_zero ? 0 : op->head);
 }
 
-/* The COW parts are in: writes head, data and tail as one. */
+/* The COW parts are in: writes head, data and tail as one. Zeros for
+ * fresh clusters are left out: past the end of the file, or in a hole,
+ * they read as zeros already. */
 static void qcow2_write_alloc_data(struct qcow2_op *op)
 {
-	unsigned head = op->head ? 1 : 0;
+	uint64_t head = op->fresh && op->head_zero ? 0 : op->head;
+	uint64_t tail = op->fresh && op->tail_zero ? 0 : op->tail;
 	int ret = op->wres;
 
 	if (!ret)
-		ret = qcow2_op_slice(op, head, op->pos, op->map.len);
+		ret = qcow2_op_slice(op, head ? 1 : 0, op->pos, op->map.len);
 	if (!ret) {
 		if (head)
-			op->vec[0] = (struct iovec){ qcow2_write_head_buf(op), op->head };
-		if (op->tail)
-			op->vec[op->nvec++] = (struct iovec){ qcow2_write_tail_buf(op), op->tail };
-		ret = qcow2_op_io(op, true, op->alloc_host, op->head + op->map.len + op->tail,
+			op->vec[0] = (struct iovec){ qcow2_write_head_buf(op), head };
+		if (tail)
+			op->vec[op->nvec++] = (struct iovec){ qcow2_write_tail_buf(op), tail };
+		ret = qcow2_op_io(op, true, op->alloc_host + op->head - head, head + op->map.len + tail,
 				  qcow2_write_alloc_done);
 	}
 	if (ret)

@@ -777,6 +777,43 @@ static void test_cache_pressure(void)
 	unlink(g);
 }
 
+static uint64_t file_alloc(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (uint64_t)st.st_blocks * 512;
+}
+
+/* A write of 4 KiB into new clusters past the end of the file writes the
+ * 4 KiB, not the zeros around it (they read as zeros already), and the
+ * last cluster, cut short by the end of the file, reads back whole. */
+static void test_fresh_sparse(void)
+{
+	char g[PATH_MAX];
+	uint64_t before;
+	struct model m;
+	struct block *b;
+
+	path_of(g, "fresh.qcow2");
+	SH("qemu-img create -q -f qcow2 fresh.qcow2 8M");
+	model_init(&m, g, 8 * MiB, 64 * KiB, true, NULL);
+	b = open_q(g, false);
+	if (!b)
+		return;
+	fill(b, &m, 64 * KiB, 4 * KiB, 1);		/* a new L2 table and data cluster */
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	before = file_alloc(g);
+	fill(b, &m, 3 * MiB + 8 * KiB, 4 * KiB, 2);	/* mid-cluster, the file's last */
+	fill(b, &m, 5 * MiB + 60 * KiB, 4 * KiB, 3);	/* the end of a cluster */
+	CHECK_I(run_op(b, OP_FLUSH, NULL, 0, 0, 0), 0);
+	CHECK(file_alloc(g) - before <= 16 * KiB,
+	      "two 4 KiB writes into new clusters took %llu bytes of disk: zeros were written",
+	      (unsigned long long)(file_alloc(g) - before));
+	model_verify(b, &m, g, "fresh clusters");
+	model_free(&m);
+	unlink(g);
+}
+
 /* Discarded clusters are reused once two flushes made it safe. */
 static void test_reuse(void)
 {
@@ -1443,6 +1480,7 @@ int main(void)
 	test_l1_growth();
 	test_refcount_widths();
 	test_reuse();
+	test_fresh_sparse();
 	test_cache_pressure();
 	test_odd_size();
 	test_refcount_underflow();
