@@ -11,6 +11,7 @@
  * device runs on its IOThreads. Exit 0 pass, 1 fail, 77 when io_uring is
  * unavailable here.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -906,15 +907,18 @@ static void test_kick_by_exit_and_null(void)
 	blk_stack_destroy(&s);
 }
 
+/* Removes every file the tests made, and the directory. */
 static void cleanup(void)
 {
-	static const char *files[] = { "neg.img", "rw.img", "unmap.img", "bad.img", "ro.img",
-				       "host.img", "mq.img", "reset.img", "seg.img" };
-	unsigned i;
+	DIR *d = opendir(dir);
+	struct dirent *e;
 
-	for (i = 0; i < ARRAY_SIZE(files); i++)
-		unlink(path_of(files[i]));
-	rmdir(dir);
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.')
+			unlink(path_of(e->d_name));
+	if (d)
+		closedir(d);
+	CHECK(rmdir(dir) == 0, "rmdir %s: %s", dir, strerror(errno));
 }
 
 int main(void)
