@@ -304,21 +304,7 @@ targets() {
 }
 
 # callgrind_ir ARGS...: "device driver" instructions per request (slopes).
-callgrind_ir() {
-	local n t a b dev=() all=()
-	for n in $CG_REQS; do
-		for t in dev all; do
-			a=(valgrind --tool=callgrind --callgrind-out-file="$O/blk-callgrind.out")
-			[ $t = dev ] && a+=(--collect-atstart=no --toggle-collect=loop_run_once)
-			b=$("${a[@]}" "$BLK" -i -q 1 -t 1 -d "$DEPTH" -r "$n" "$@" 2>&1 >/dev/null |
-				sed -n 's/.*I *refs: *//p' | tr -d ,)
-			[ $t = dev ] && dev+=("$b") || all+=("$b")
-		done
-	done
-	awk -v d0="${dev[0]}" -v d1="${dev[1]}" -v a0="${all[0]}" -v a1="${all[1]}" \
-		-v n="$CG_REQS" 'BEGIN { split(n, r, " "); k = r[2] - r[1]
-		printf "%.0f %.0f\n", (d1 - d0) / k, ((a1 - d1) - (a0 - d0)) / k }'
-}
+callgrind_ir() { bench_callgrind_ir "$BLK" "$DEPTH" "$CG_REQS" "$@"; }
 
 : >"$RAW"
 head="$(date -u '+%F %H:%M UTC'); $(bench_machine)
