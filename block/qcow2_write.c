@@ -183,7 +183,8 @@ static int qcow2_write_alloc(struct qcow2 *q, struct qcow2_op *op, struct qcow2_
 	REQUIRES(&q->lock)
 {
 	uint64_t gc = op->pos >> q->cluster_bits, n = qcow2_write_alloc_len(q, op, t, gc), host;
-	uint64_t per = 1ULL << q->l2_bits, run_end = (gc + n) << q->cluster_bits, data_end = op->end < run_end ? op->end : run_end;
+	uint64_t per = 1ULL << q->l2_bits, run_end = (gc + n) << q->cluster_bits;
+	uint64_t data_end = op->end < run_end ? op->end : run_end;
 	uint64_t cow_end = run_end < q->blk.size ? run_end : q->blk.size, end = q->host_clusters;
 	int ret = qcow2_refcount_alloc(q, op, n, qcow2_write_resume, &host);
 
