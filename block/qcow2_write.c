@@ -164,6 +164,14 @@ static uint64_t qcow2_write_alloc_len(struct qcow2 *q, const struct qcow2_op *op
  * written, so it stays in .bss. */
 static uint8_t qcow2_zeros[1U << QCOW2_MAX_CLUSTER_BITS];
 
+/* Whether the guest sees zeros from off on in a cluster mapped as m: a
+ * zero cluster, or unallocated with no backing file behind off. */
+static bool qcow2_map_reads_zero(const struct qcow2 *q, const struct qcow2_map *m, uint64_t off)
+{
+	return m->kind == QCOW2_ZEROES ||
+	       (m->kind == QCOW2_UNALLOC && (!q->backing || off >= q->backing_size));
+}
+
 /* Whether the guest sees zeros in [off, off + len) of the cluster whose
  * L2 entry is e, so its COW needs no read. */
 static bool qcow2_write_cow_zero(struct qcow2 *q, uint64_t e, uint64_t off, uint64_t len)
@@ -171,10 +179,7 @@ static bool qcow2_write_cow_zero(struct qcow2 *q, uint64_t e, uint64_t off, uint
 {
 	struct qcow2_map m;
 
-	if (!len || qcow2_read_entry(q, e, &m))
-		return false;
-	return m.kind == QCOW2_ZEROES ||
-	       (m.kind == QCOW2_UNALLOC && (!q->backing || off >= q->backing_size));
+	return len && !qcow2_read_entry(q, e, &m) && qcow2_map_reads_zero(q, &m, off);
 }
 
 /* Reserves new host clusters for the run from op->pos and marks its guest
@@ -449,9 +454,6 @@ static int qcow2_zero_clusters(struct qcow2 *q, struct qcow2_op *op, uint64_t en
 	return ret;
 }
 
-/* The partial-cluster part [op->pos, op->pos + len), or whole clusters
- * of a v2 image with a backing file: written with zeros by an internal
- * write, unless the request is a discard. */
 /* Whether the part [op->pos, op->pos + len) of one cluster reads as zeros
  * already (a zero cluster, or unallocated with nothing behind it), in
  * *zero. 0, QCOW2_WAIT or -errno. */
@@ -466,11 +468,13 @@ static int qcow2_zero_already(struct qcow2 *q, struct qcow2_op *op, uint64_t len
 	if (ret != QCOW2_WAIT)
 		qcow2_unpin_all(op);
 	mutex_unlock(&q->lock);
-	*zero = m.kind == QCOW2_ZEROES ||
-		(m.kind == QCOW2_UNALLOC && (!q->backing || op->pos >= q->backing_size));
+	*zero = qcow2_map_reads_zero(q, &m, op->pos);
 	return ret;
 }
 
+/* The partial-cluster part [op->pos, op->pos + len), or whole clusters
+ * of a v2 image with a backing file: written with zeros by an internal
+ * write, unless the request is a discard. */
 static int qcow2_zero_write(struct qcow2_op *op, uint64_t len)
 {
 	bool zero = op->zmode == BLOCK_DISCARD;
