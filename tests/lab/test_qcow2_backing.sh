@@ -61,6 +61,8 @@ blk_disk \$LAB_TMP/ro.toml q \$LAB_TMP/top.qcow2 'format = "auto"' 'readonly = t
 run_vmm auto \$LAB_TMP/ro.toml
 gzip -c \$LAB_TMP/top.qcow2 | base64 >\$LAB_TMP/top.b64
 show_file top.qcow2 \$LAB_TMP/top.b64
+# L1's console drops what it has not sent when the script's session ends.
+sleep 2
 SCRIPT
 kvm_run -f "$rel/base.qcow2" -f "$rel/top.qcow2" "$tmp/script" | tee "$tmp/log"
 log=$tmp/log
