@@ -84,9 +84,13 @@ struct vblk_stats_atomic {
 	_Atomic uint64_t requests, read_bytes, write_bytes, errors, kicks, interrupts;
 };
 
-/* Everything but `stats` is owned by the queue's IOThread while started. */
+/*
+ * Everything but `stats` is owned by the queue's IOThread while started.
+ * Queues sit side by side in one array and are written by different
+ * IOThreads, so each starts on a cache line of its own.
+ */
 struct vblk_queue {
-	struct virtio_blk *b;
+	_Alignas(64) struct virtio_blk *b;
 	unsigned index;
 	struct loop *loop;
 	struct virtq vq;
@@ -536,9 +540,10 @@ static int vblk_alloc_queues(struct virtio_blk *b, const struct virtio_blk_param
 	size_t per = (size_t)size * (VBLK_SEG_MAX + 2);
 
 	b->vqs = calloc(n, sizeof(*b->vqs));
-	b->q = calloc(n, sizeof(*b->q));
+	b->q = aligned_alloc(_Alignof(struct vblk_queue), n * sizeof(*b->q));
 	if (!b->vqs || !b->q)
 		return -ENOMEM;
+	memset(b->q, 0, n * sizeof(*b->q));
 	for (unsigned i = 0; i < n; i++) {
 		struct vblk_queue *q = &b->q[i];
 
