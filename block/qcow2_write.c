@@ -363,35 +363,54 @@ static bool qcow2_write_throttle(const struct qcow2 *q) REQUIRES(&q->lock)
 	return q->l2c.n >= 2 * q->l2c.cap + 64 || q->rbc.n >= 2 * q->rbc.cap + 64;
 }
 
-static void qcow2_write_step(struct qcow2_op *op)
+typedef int qcow2_locked_fn(struct qcow2 *q, struct qcow2_op *op, uint64_t len);
+
+/* The metadata part of a write or zeroing step: fn under the lock, whose
+ * pins are released unless it waits. With too many tables dirty a flush
+ * goes first instead, and resume runs the step again after it. Returns
+ * fn's result, QCOW2_WAIT or -errno. */
+static int qcow2_locked_step(struct qcow2_op *op, qcow2_locked_fn *fn, uint64_t len,
+			     void (*resume)(struct qcow2_op *op))
 {
 	struct qcow2 *q = op->q;
 	bool throttle;
 	int ret;
 
-	while (op->pos < op->end) {
-		mutex_lock(&q->lock);
-		qcow2_activate(q, op);
-		op->wres = 0;
-		throttle = qcow2_write_throttle(q) && !q->broken;
-		ret = throttle ? QCOW2_WAIT : qcow2_write_prepare(q, op);
-		if (ret != QCOW2_WAIT)
-			qcow2_unpin_all(op);
-		mutex_unlock(&q->lock);
-		if (throttle)
-			ret = qcow2_op_child(op, QCOW2_OP_FLUSH, 0, 0, NULL, qcow2_write_resume);
-		if (throttle && !ret)
-			return;
-		if (ret == QCOW2_INPLACE)
-			ret = qcow2_op_run(op, true);
-		else if (ret == QCOW2_ALLOC)
-			ret = qcow2_write_alloc_run(op);
-		if (ret == QCOW2_WAIT)
-			return;
-		qcow2_op_end(op, ret);
+	mutex_lock(&q->lock);
+	qcow2_activate(q, op);
+	throttle = qcow2_write_throttle(q) && !q->broken;
+	ret = throttle ? QCOW2_WAIT : fn(q, op, len);
+	if (ret != QCOW2_WAIT)
+		qcow2_unpin_all(op);
+	mutex_unlock(&q->lock);
+	if (throttle)
+		ret = qcow2_op_child(op, QCOW2_OP_FLUSH, 0, 0, NULL, resume);
+	return throttle && !ret ? QCOW2_WAIT : ret;
+}
+
+/* A step's children report into wres: clear what the last step's left. */
+static int qcow2_write_locked(struct qcow2 *q, struct qcow2_op *op, uint64_t len)
+	REQUIRES(&q->lock)
+{
+	op->wres = 0;
+	return qcow2_write_prepare(q, op);
+}
+
+static void qcow2_write_step(struct qcow2_op *op)
+{
+	int ret;
+
+	if (op->pos >= op->end) {
+		qcow2_op_end(op, 0);
 		return;
 	}
-	qcow2_op_end(op, 0);
+	ret = qcow2_locked_step(op, qcow2_write_locked, 0, qcow2_write_resume);
+	if (ret == QCOW2_INPLACE)
+		ret = qcow2_op_run(op, true);
+	else if (ret == QCOW2_ALLOC)
+		ret = qcow2_write_alloc_run(op);
+	if (ret != QCOW2_WAIT)
+		qcow2_op_end(op, ret);
 }
 
 void qcow2_write_start(struct qcow2_op *op)
@@ -520,11 +539,17 @@ static uint64_t qcow2_zero_piece(const struct qcow2 *q, const struct qcow2_op *o
 	return table;
 }
 
+static int qcow2_zero_locked(struct qcow2 *q, struct qcow2_op *op, uint64_t len)
+	REQUIRES(&q->lock)
+{
+	return q->broken ? q->broken : qcow2_zero_clusters(q, op, qcow2_zero_entry(q, op->zmode), len);
+}
+
 static void qcow2_zero_step(struct qcow2_op *op)
 {
 	struct qcow2 *q = op->q;
 	uint64_t entry = qcow2_zero_entry(q, op->zmode), len;
-	bool whole, throttle;
+	bool whole;
 	int ret = 0;
 
 	while (op->pos < op->end && !ret) {
@@ -533,19 +558,8 @@ static void qcow2_zero_step(struct qcow2_op *op)
 			ret = qcow2_zero_write(op, whole ? q->cluster_size < len ? q->cluster_size : len : len);
 			continue;
 		}
-		mutex_lock(&q->lock);
-		qcow2_activate(q, op);
-		throttle = qcow2_write_throttle(q) && !q->broken;
-		ret = q->broken ? q->broken : throttle ? QCOW2_WAIT :
-		      qcow2_zero_clusters(q, op, entry, len);
-		if (ret != QCOW2_WAIT)
-			qcow2_unpin_all(op);
-		mutex_unlock(&q->lock);
-		if (throttle)
-			ret = qcow2_op_child(op, QCOW2_OP_FLUSH, 0, 0, NULL, qcow2_zero_resume);
-		if (throttle && !ret)
-			ret = QCOW2_WAIT;
-		else if (!ret)
+		ret = qcow2_locked_step(op, qcow2_zero_locked, len, qcow2_zero_resume);
+		if (!ret)
 			op->pos += len;
 	}
 	if (ret != QCOW2_WAIT)
