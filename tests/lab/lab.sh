@@ -155,26 +155,49 @@ LAB_LOCKUP='watchdog: BUG: soft lockup'
 # Seconds within which a healthy L1 prints LAB-L1-UP (it takes ~10).
 LAB_BOOT_MAX=${LAB_BOOT_MAX:-120}
 
+# lab_cpu_ticks TMP: the CPU time, in clock ticks, that the processes
+# running TMP's L1 (timeout and QEMU) have used so far.
+lab_cpu_ticks() {
+	local pid t sum=0
+	for pid in $(pgrep -f "$1/l1.cpio"); do
+		t=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) && sum=$((sum + ${t:-0}))
+	done
+	echo "$sum"
+}
+
 # lab_qemu_watched TMP: runs L1 without a terminal, its console to stdout and
-# TMP/console.log, and stops it early if L1 reports a soft lockup or has not
-# come up (LAB-L1-UP from l1-init) within LAB_BOOT_MAX seconds. Sets rc to
-# QEMU's status (124/137 on timeout).
+# TMP/console.log, and stops it early if L1 reports a soft lockup, has not
+# come up (LAB-L1-UP from l1-init) within LAB_BOOT_MAX seconds, or is
+# wedged: its CPU halted for good, so QEMU has used under 0.1% of a CPU for
+# 60 s (an idle L1 takes 0.4%, a busy one all of a CPU; docs/lab.md). Sets
+# rc to QEMU's status (124/137 on timeout).
 lab_qemu_watched() {
 	local tmp=$1 watch
 	: >"$tmp/console.log"
 	(
-		waited=0
+		waited=0 idle=0 last=0 why=
 		while sleep 2; do
 			waited=$((waited + 2))
-			if grep -q "$LAB_LOCKUP" "$tmp/console.log" ||
-				{ [ $waited -ge $LAB_BOOT_MAX ] && ! grep -q LAB-L1-UP "$tmp/console.log"; }; then
-				echo "lab: stopping L1 (a soft lockup, or not up after $waited s)" >&2
+			if [ $((waited % 30)) = 0 ]; then
+				now=$(lab_cpu_ticks "$tmp")
+				if [ $((now - last)) -lt 3 ]; then idle=$((idle + 30)); else idle=0; fi
+				last=$now
+			fi
+			if grep -q "$LAB_LOCKUP" "$tmp/console.log"; then
+				why="L1 reported a soft lockup"
+			elif [ $waited -ge $LAB_BOOT_MAX ] && ! grep -q LAB-L1-UP "$tmp/console.log"; then
+				why="L1 not up after $waited s"
+			elif [ $idle -ge 60 ]; then
+				why="L1 wedged: QEMU used no CPU for $idle s"
+			fi
+			if [ -n "$why" ]; then
+				echo "lab: stopping L1 ($why)" >&2
 				exec pkill -f "$tmp/l1.cpio"
 			fi
 		done
 	) &
 	watch=$!
-	timeout -k 5 "${LAB_TIMEOUT:-600}" "$LAB_QEMU" "${LAB_ARGV[@]}" \
+	timeout -k 5 "${LAB_TIMEOUT:-600}" "$LAB_QEMU" "${LAB_ARGV[@]}" -d cpu_reset -D "$tmp/qemu.log" \
 		2> >(grep -v "TCG doesn't support requested feature" >&2) | tee -a "$tmp/console.log"
 	rc=${PIPESTATUS[0]}
 	kill "$watch" 2>/dev/null
@@ -205,6 +228,9 @@ lab_run() {
 	fi
 	rc=${rc:-${PIPESTATUS[0]}}
 	status=$(tr -d '\r' <"$tmp/console.log" | sed -n "s/^LAB-EXIT-$nonce: \([0-9]*\)\$/\1/p" | tail -n 1)
+	# QEMU logs an L1 triple fault (docs/lab.md), which L1 cannot report.
+	[ -z "$status" ] && grep -q '^Triple fault' "$tmp/qemu.log" 2>/dev/null &&
+		echo "lab: L1 triple-faulted (QEMU's -d cpu_reset log)" >&2
 	rm -rf "$tmp"
 	if [ -z "$status" ]; then
 		if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
