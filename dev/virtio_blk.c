@@ -541,9 +541,10 @@ static int vblk_alloc_queues(struct virtio_blk *b, const struct virtio_blk_param
 
 	b->vqs = calloc(n, sizeof(*b->vqs));
 	b->q = aligned_alloc(_Alignof(struct vblk_queue), n * sizeof(*b->q));
+	if (b->q)	/* before any return: virtio_blk_destroy frees its fields */
+		memset(b->q, 0, n * sizeof(*b->q));
 	if (!b->vqs || !b->q)
 		return -ENOMEM;
-	memset(b->q, 0, n * sizeof(*b->q));
 	for (unsigned i = 0; i < n; i++) {
 		struct vblk_queue *q = &b->q[i];
 
